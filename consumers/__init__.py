@@ -1,0 +1,1 @@
+"""Consumers: ClickHouse and archive sinks, the dashboard gateway, alerting."""

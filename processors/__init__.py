@@ -1,0 +1,1 @@
+"""The Faust stream-processing app: validate/redact, widget state, failure patterns."""

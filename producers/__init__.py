@@ -1,0 +1,1 @@
+"""Producers: everything that publishes TelemetryEvents to the ingest topic."""
