@@ -68,6 +68,12 @@ class BadMagicError(DecodeError):
     kind = ErrorKind.BAD_MAGIC
 
 
+class EncodeError(ItemError):
+    """A record that does not fit its Avro schema (missing field, wrong type, bad union branch)."""
+
+    kind = ErrorKind.SCHEMA_VIOLATION
+
+
 class ValidationError(ItemError):
     """A decoded event breaks one of the contract's rules."""
 
