@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     archive: ArchiveSettings = ArchiveSettings()
     collector: HttpServiceSettings = HttpServiceSettings(port=4318)
     gateway: HttpServiceSettings = HttpServiceSettings(port=8080)
+    # Health and /metrics endpoints of the components that serve no other HTTP.
+    worker_http: HttpServiceSettings = HttpServiceSettings(port=6066)
+    clickhouse_sink_http: HttpServiceSettings = HttpServiceSettings(port=9101)
+    archive_sink_http: HttpServiceSettings = HttpServiceSettings(port=9102)
+    alerts_http: HttpServiceSettings = HttpServiceSettings(port=9103)
     stack: StackSettings = StackSettings()
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -44,7 +44,7 @@ def ensure_topics(
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created. Idempotent."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient(kafka.client_config())
     wanted = list(specs)

@@ -1,0 +1,76 @@
+"""The `agentwatch` command: a table of subcommands, each imported only when it runs.
+
+Lazy imports keep light commands light (`agentwatch hook` runs on every tool call of an agent
+and must not pay for Kafka or Faust) and keep pipeline/ free of imports of the stages: a command
+is named here by module path. Each command module exposes ``configure(parser)`` and
+``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline.errors import AgentwatchError
+
+
+@dataclass(frozen=True)
+class CommandRef:
+    module: str
+    help: str
+
+
+COMMANDS: dict[str, CommandRef] = {
+    "up": CommandRef("pipeline.stack.commands", "install what is missing and start the local stack"),
+    "down": CommandRef("pipeline.stack.commands", "stop everything `up` started"),
+    "status": CommandRef("pipeline.stack.commands", "health of each service and component"),
+    "migrate": CommandRef("pipeline.stack.commands", "apply pending ClickHouse migrations"),
+    "topics": CommandRef("pipeline.stack.commands", "create missing Kafka topics"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: agentwatch COMMAND [options]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {ref.help}" for name, ref in COMMANDS.items()]
+    lines += ["", "`agentwatch COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def _resolve(argv: Sequence[str]) -> tuple[str, Sequence[str]] | None:
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        return f"{argv[0]} {argv[1]}", argv[2:]
+    if argv and argv[0] in COMMANDS:
+        return argv[0], argv[1:]
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if not args_in or args_in[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    resolved = _resolve(args_in)
+    if resolved is None:
+        print(f"agentwatch: unknown command {args_in[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    name, rest = resolved
+    module = importlib.import_module(COMMANDS[name].module)
+    parser = argparse.ArgumentParser(prog=f"agentwatch {name}", description=COMMANDS[name].help)
+    parser.set_defaults(command=name)
+    module.configure(parser, name)
+    args = parser.parse_args(list(rest))
+    try:
+        return int(module.run(args))
+    except AgentwatchError as exc:
+        print(f"agentwatch {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

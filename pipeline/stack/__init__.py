@@ -1,0 +1,1 @@
+"""The local single-machine stack: Kafka, ClickHouse, S3 endpoint and pipeline components."""
