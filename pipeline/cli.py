@@ -29,6 +29,7 @@ COMMANDS: dict[str, CommandRef] = {
     "status": CommandRef("pipeline.stack.commands", "health of each service and component"),
     "migrate": CommandRef("pipeline.stack.commands", "apply pending ClickHouse migrations"),
     "topics": CommandRef("pipeline.stack.commands", "create missing Kafka topics"),
+    "config": CommandRef("pipeline.config_doc", "print the effective settings (secrets masked)"),
 }
 
 

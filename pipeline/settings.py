@@ -26,17 +26,24 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Section(BaseModel):
-    # strict=True on booleans below: "0"/"false"/"no" must never read as True.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Pydantic parses booleans from text strictly ("0"/"false"/"off" are False, "maybe" is an
+    # error), never with bool(str). Attribute docstrings become the documented descriptions.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of brokers."""
     client_id: str = "agentwatch"
+    """Kafka client id prefix (shows in broker logs and quotas)."""
     security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
     sasl_mechanism: str | None = None
+    """PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 when SASL is used."""
     sasl_username: str | None = None
+    """SASL user name."""
     sasl_password: SecretStr | None = None
+    """SASL password."""
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka properties shared by every confluent-kafka client."""
@@ -56,39 +63,59 @@ class KafkaSettings(_Section):
 
 class TopicSettings(_Section):
     ingest: str = "agent.telemetry.ingest"
+    """Raw events from producers (unredacted)."""
     events: str = "agent.telemetry.events"
+    """Validated, redacted events: what every sink reads."""
     widgets: str = "agent.telemetry.widgets"
+    """Aggregated dashboard widget state (compacted)."""
     patterns: str = "agent.telemetry.patterns"
+    """Failure-pattern alerts."""
     dlq: str = "agent.telemetry.dlq"
+    """Dead letters: items that could not be processed, with the reason (redacted)."""
     partitions: int = Field(default=6, ge=1)
+    """Partitions per topic when `agentwatch up` creates them; the unit of scale-out."""
     replication_factor: int = Field(default=1, ge=1)
+    """Replicas per partition (3 on the 3-broker stack)."""
     min_insync_replicas: int = Field(default=1, ge=1)
-    # Raw topics age out; this bounds how long unredacted ingest data can live in Kafka.
+    """Replicas that must acknowledge an acks=all write (2 on the 3-broker stack)."""
     ingest_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    """Retention of the raw ingest topic: bounds how long unredacted data lives in Kafka."""
     events_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    """Retention of the events topic."""
     dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
+    """Retention of the dead-letter topic."""
 
 
 class ClickHouseSettings(_Section):
     host: str = "127.0.0.1"
+    """ClickHouse server host."""
     port: int = Field(default=9000, ge=1, le=65535)
+    """Native protocol port (clickhouse-driver)."""
     http_port: int = Field(default=8123, ge=1, le=65535)
+    """HTTP port (health checks; the local stack's server listens here too)."""
     database: str = "agentwatch"
+    """Database holding agentwatch's tables."""
     user: str = "default"
+    """ClickHouse user."""
     password: SecretStr = SecretStr("")
+    """ClickHouse password."""
 
 
 class S3Settings(_Section):
     endpoint_url: str | None = "http://127.0.0.1:5000"
+    """S3 API endpoint; empty/None means AWS itself."""
     region: str = "us-east-1"
+    """S3 region."""
     access_key_id: SecretStr = SecretStr("agentwatch")
+    """S3 access key id."""
     secret_access_key: SecretStr = SecretStr("agentwatch")
+    """S3 secret access key."""
 
 
 class ArchiveSettings(_Section):
-    # file:// keeps the local stack's recordings on disk across restarts; s3://bucket/prefix
-    # uses the S3 section's endpoint.
     target: str = ""
+    """Where recordings go: s3://bucket/prefix (S3 section's endpoint) or file:///path;
+    empty means <stack dir>/archive, which survives restarts."""
 
     def resolved_target(self, stack_dir: Path) -> str:
         return self.target or (stack_dir / "archive").as_uri()
@@ -96,21 +123,32 @@ class ArchiveSettings(_Section):
 
 class HttpServiceSettings(_Section):
     host: str = "127.0.0.1"
+    """Address to listen on."""
     port: int = Field(ge=0, le=65535)
+    """Port to listen on (health, metrics and the component's own HTTP API)."""
 
 
 class StackSettings(_Section):
     """The local single-machine stack that `agentwatch up` manages."""
 
     dir: Path = REPO_ROOT / ".stack"
+    """Jars, data, pid files and logs of the local stack."""
     kafka_version: str = "4.1.1"
+    """Apache Kafka version fetched from Maven Central."""
     kafka_heap: str = "512m"
+    """JVM heap of each local broker."""
     brokers: Literal[1, 3] = 1
+    """1 for the single-node stack, 3 for the local 3-broker cluster."""
     kafka_controller_port: int = 9093
+    """KRaft controller port of the single-node broker."""
     cluster_ports: tuple[int, int, int] = (9092, 9094, 9096)
+    """Broker ports (first one for the single node); controllers listen on port + 1 in the cluster."""
     s3_port: int = Field(default=5000, ge=1, le=65535)
-    start_s3: bool = Field(default=True, strict=False)
+    """Port of the local S3 test endpoint (moto)."""
+    start_s3: bool = True
+    """Whether `agentwatch up` starts the S3 test endpoint."""
     start_timeout_s: float = Field(default=90.0, gt=0)
+    """How long `up` waits for each service to become healthy."""
 
     @field_validator("dir")
     @classmethod
@@ -134,6 +172,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         frozen=True,
         extra="forbid",
+        use_attribute_docstrings=True,
     )
 
     kafka: KafkaSettings = KafkaSettings()
@@ -150,7 +189,9 @@ class Settings(BaseSettings):
     alerts_http: HttpServiceSettings = HttpServiceSettings(port=9103)
     stack: StackSettings = StackSettings()
     log_level: str = "INFO"
+    """Log level of every component."""
     log_format: Literal["json", "text"] = "json"
+    """json: one JSON object per line (default); text for humans."""
 
     @classmethod
     def settings_customise_sources(
