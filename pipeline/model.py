@@ -6,8 +6,8 @@ of ``avro/telemetry_event.avsc`` present, ``timestamp`` in int microseconds, and
 that dict; a unit test checks them field by field against the schemas so they cannot drift.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TypedDict needs real annotations at runtime to
+# know which keys are NotRequired (Python 3.11).
 import copy
 import time
 import uuid

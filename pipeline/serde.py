@@ -119,6 +119,10 @@ class AvroSerde:
     def catalog(self) -> SchemaCatalog:
         return self._catalog
 
+    @property
+    def registry(self) -> RegistryClient | None:
+        return self._registry
+
     # -- encode ---------------------------------------------------------------------------
 
     def encode(self, schema_name: str, record: Mapping[str, Any]) -> bytes:
@@ -243,8 +247,12 @@ def _read_body(data: bytes, offset: int, reader: _Reader) -> dict[str, Any]:
             return_record_name=True,
             return_record_name_override=True,
         )
-    except EOFError as exc:
-        raise TruncatedMessageError(f"message ends inside the {reader.name} body") from exc
+    except (EOFError, IndexError) as exc:
+        # fastavro signals running out of input with either; the same types also flag bad union
+        # indexes mid-message, so only a failure at the very end counts as truncation.
+        if buf.tell() >= len(data):
+            raise TruncatedMessageError(f"message ends inside the {reader.name} body") from exc
+        raise DecodeError(f"cannot decode {reader.name} body: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # fastavro raises many types on garbage; none may reach the caller
         raise DecodeError(f"cannot decode {reader.name} body: {type(exc).__name__}: {exc}") from exc
     if buf.tell() != len(data):

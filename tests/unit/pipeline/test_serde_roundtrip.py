@@ -94,7 +94,7 @@ def test_event_round_trip_per_family(serde: AvroSerde, event_type: str) -> None:
 
 
 def test_minimal_event_gets_schema_defaults(serde: AvroSerde) -> None:
-    event = {
+    event: dict[str, Any] = {
         "event_id": "5b0c2f0e-2a7f-4c47-bc3f-1d2a9f0e8c11", "event_type": "file.read",
         "timestamp": 1_760_000_000_000_000, "session_id": SESSION, "agent": "claude-code",
         "severity": "info", "source": "hook", "payload": (model.FILE_EVENT, {"path": "a.py"}),
