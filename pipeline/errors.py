@@ -84,6 +84,13 @@ class OversizedError(ItemError):
     kind = ErrorKind.OVERSIZED
 
 
+class QueryError(AgentwatchError):
+    """An analyst's search, SQL or named-query parameter is invalid: the caller's to fix, never retried.
+
+    The message is safe to show to the user (the gateway answers 400 with it).
+    """
+
+
 class TransientError(AgentwatchError):
     """A dependency is down or slow; the operation may succeed if retried."""
 

@@ -1,0 +1,1 @@
+"""ClickHouse: the sink that loads events, and the analyst's toolkit (named queries, search, retention)."""
