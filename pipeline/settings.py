@@ -72,6 +72,8 @@ class TopicSettings(_Section):
     """Failure-pattern alerts."""
     dlq: str = "agent.telemetry.dlq"
     """Dead letters: items that could not be processed, with the reason (redacted)."""
+    replay: str = "agent.telemetry.replay"
+    """Replayed sessions (marked metadata replay=1); live aggregates and ClickHouse never read it."""
     partitions: int = Field(default=6, ge=1)
     """Partitions per topic when `agentwatch up` creates them; the unit of scale-out."""
     replication_factor: int = Field(default=1, ge=1)
@@ -116,6 +118,30 @@ class ArchiveSettings(_Section):
     target: str = ""
     """Where recordings go: s3://bucket/prefix (S3 section's endpoint) or file:///path;
     empty means <stack dir>/archive, which survives restarts."""
+    segment_max_age_s: float = Field(default=30.0, gt=0)
+    """Longest a batch waits before its events are written as segment objects (one per session)."""
+    segment_max_events: int = Field(default=20_000, ge=1)
+    """Most events in one batch of segments."""
+    segment_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Most JSON bytes (uncompressed) in one batch of segments."""
+    idle_timeout_s: float = Field(default=30 * 60.0, gt=0)
+    """A session without session.ended is compacted into its recording after this long idle."""
+    idle_check_interval_s: float = Field(default=30.0, gt=0)
+    """How often the sink looks for idle sessions."""
+    compress_level: int = Field(default=6, ge=1, le=9)
+    """gzip level of segments and recordings."""
+    consumer_group: str = "agentwatch-archive"
+    """Kafka consumer group of the archive sink."""
+    sse: Literal["", "AES256", "aws:kms"] = ""
+    """S3 server-side encryption: empty = bucket default, AES256 = SSE-S3, aws:kms = SSE-KMS."""
+    sse_kms_key_id: str | None = None
+    """KMS key id or ARN for aws:kms (empty = the account's default S3 key)."""
+    multipart_threshold_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    """S3 objects larger than this are uploaded in parts."""
+    multipart_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    """Size of each multipart part (S3's minimum is 5 MiB)."""
+    create_bucket: bool = False
+    """Create the S3 bucket at start if missing (local stacks and tests)."""
 
     def resolved_target(self, stack_dir: Path) -> str:
         return self.target or (stack_dir / "archive").as_uri()

@@ -36,6 +36,8 @@ def topic_specs(topics: TopicSettings) -> list[TopicSpec]:
         spec(topics.widgets, **{"cleanup.policy": "compact,delete"}),
         spec(topics.patterns),
         spec(topics.dlq, **{"retention.ms": str(topics.dlq_retention_ms)}),
+        # Replays are re-read from the archive whenever wanted: a day of retention is plenty.
+        spec(topics.replay, **{"retention.ms": str(24 * 3600 * 1000)}),
     ]
 
 

@@ -9,7 +9,7 @@ def test_every_pipeline_topic_is_specified_once() -> None:
     names = [s.name for s in specs]
     assert names == [
         "agent.telemetry.ingest", "agent.telemetry.events", "agent.telemetry.widgets",
-        "agent.telemetry.patterns", "agent.telemetry.dlq",
+        "agent.telemetry.patterns", "agent.telemetry.dlq", "agent.telemetry.replay",
     ]
 
 
