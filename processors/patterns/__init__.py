@@ -1,0 +1,1 @@
+"""Failure-pattern detection: pure detectors (detectors.py) and their Faust shell."""

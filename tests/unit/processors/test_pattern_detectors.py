@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from pipeline.model import new_event
+from processors.patterns.detectors import (
+    MINUTE_US,
+    PatternConfig,
+    check_stall,
+    observe,
+)
+
+CFG = PatternConfig()
+T0 = 1_700_000_000_000_000
+_ids = itertools.count()
+
+
+def ev(event_type: str, payload: dict[str, Any], minute: float = 0, **kw: Any) -> dict[str, Any]:
+    return new_event(event_type, "s-1", payload, timestamp_us=T0 + int(minute * MINUTE_US),
+                     event_id=f"e{next(_ids)}", source=kw.pop("source", "hook"), **kw)
+
+
+def compile_err(minute: float, exit_code: int = 1) -> dict[str, Any]:
+    return ev("command.executed", {"binary": "cargo", "args": ["build"], "exit_code": exit_code},
+              minute)
+
+
+def fix_cycle(minutes: list[float]) -> list[dict[str, Any]]:
+    """A compile-fix loop as agents run it: edit, build, fail, edit again."""
+    return [e for m in minutes for e in (write(m - 0.01), compile_err(m))]
+
+
+def test_run(events: list[dict[str, Any]], state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    st = state if state is not None else {}
+    return [a for e in events for a in observe(st, e, CFG, now_us=e["timestamp"])]
+
+
+run = test_run
+del test_run  # not a test
+
+
+def patterns(alerts: list[dict[str, Any]]) -> list[str]:
+    return [a["pattern"] for a in alerts]
+
+
+def test_three_compile_errors_do_not_fire_four_do() -> None:
+    assert patterns(run(fix_cycle([0, 1, 2]))) == []
+    alerts = run(fix_cycle([0, 1, 2, 3]))
+    assert patterns(alerts) == ["compile_fix_loop"]
+    assert len(alerts[0]["evidence_event_ids"]) == 4
+    assert alerts[0]["suggested_mitigation"]
+
+
+def test_compile_errors_spread_beyond_the_window_do_not_fire() -> None:
+    assert patterns(run(fix_cycle([0, 2, 4, 6, 8]))) == []
+
+
+def test_compile_loop_fires_once_until_a_successful_build_clears_it() -> None:
+    state: dict[str, Any] = {}
+    first = run(fix_cycle([m / 10 for m in range(1, 9)]), state)
+    assert patterns(first) == ["compile_fix_loop"]
+    again = run([compile_err(1, exit_code=0), *fix_cycle([1 + m / 10 for m in range(1, 5)])], state)
+    assert patterns(again) == ["compile_fix_loop"]
+    assert again[0]["alert_id"] != first[0]["alert_id"]
+
+
+def test_non_compile_commands_are_ignored() -> None:
+    events = [ev("command.executed", {"binary": "ls", "exit_code": 2}, m) for m in range(6)]
+    assert "compile_fix_loop" not in patterns(run(events))
+
+
+def t(outcome: str, minute: float, name: str = "test_a") -> dict[str, Any]:
+    return ev("test.executed", {"suite": "tests/test_x.py", "test_name": name, "outcome": outcome,
+                                "duration_ms": 100}, minute)
+
+
+def write(minute: float) -> dict[str, Any]:
+    return ev("file.write", {"path": "src/x.py", "lines_added": 1}, minute)
+
+
+def test_alternating_outcomes_without_changes_are_flaky_once() -> None:
+    alerts = run([t("passed", 0), t("failed", 1), t("passed", 2), t("failed", 3), t("passed", 4)])
+    assert patterns(alerts) == ["flaky_test"]
+    assert "tests/test_x.py::test_a" in alerts[0]["message"]
+
+
+def test_fail_fail_then_pass_after_a_change_is_not_flaky() -> None:
+    assert patterns(run([t("failed", 0), t("failed", 1), write(2), t("passed", 3)])) == []
+
+
+def test_alternation_explained_by_changes_is_not_flaky() -> None:
+    assert patterns(run([t("failed", 0), write(0.5), t("passed", 1), write(1.5), t("failed", 2)])) == []
+
+
+def test_each_test_has_its_own_history() -> None:
+    events = [t("passed", 0, "a"), t("failed", 1, "b"), t("passed", 2, "a"), t("failed", 3, "b")]
+    assert patterns(run(events)) == []
+
+
+def run_cmd(peak: float, minute: float) -> dict[str, Any]:
+    return ev("command.executed", {"binary": "pytest", "args": ["-x"], "exit_code": 0,
+                                   "peak_memory_mib": peak}, minute)
+
+
+def test_memory_growth_over_three_runs_fires() -> None:
+    alerts = run([run_cmd(100, 0), run_cmd(130, 1), run_cmd(170, 2), run_cmd(230, 3)])
+    assert patterns(alerts) == ["memory_growth"]
+
+
+def test_modest_memory_growth_does_not_fire() -> None:
+    assert patterns(run([run_cmd(100, 0), run_cmd(115, 1), run_cmd(170, 2)])) == []
+    assert patterns(run([run_cmd(100, 0), run_cmd(130, 1)])) == []
+
+
+def timed(duration: int, minute: float) -> dict[str, Any]:
+    return ev("test.executed", {"suite": "unit", "test_name": f"t{minute}", "outcome": "passed",
+                                "duration_ms": duration}, minute)
+
+
+def test_slow_test_against_running_median() -> None:
+    base = [timed(100, m) for m in range(5)]
+    assert patterns(run([*base, timed(190, 6)])) == []
+    alerts = run([*base, timed(250, 6), timed(260, 7)])
+    assert patterns(alerts) == ["slow_test"]
+
+
+def test_slow_test_needs_enough_history() -> None:
+    assert patterns(run([timed(100, 0), timed(100, 1), timed(900, 2)])) == []
+
+
+def fail(minute: float, code: int = 1) -> dict[str, Any]:
+    return ev("command.executed", {"binary": "curl", "args": ["http://x"], "exit_code": code}, minute)
+
+
+def test_retry_storm_after_n_consecutive_failures() -> None:
+    assert patterns(run([fail(0), fail(1), fail(2, 0), fail(3), fail(4)])) == []
+    assert patterns(run([fail(0), fail(1), write(1.5), fail(2), fail(3)])) == []
+    alerts = run([fail(0), fail(1), fail(2), fail(3)])
+    assert patterns(alerts) == ["retry_storm"]
+    assert len(alerts[0]["evidence_event_ids"]) == 3
+
+
+def llm(cost: float, minute: float) -> dict[str, Any]:
+    return ev("llm.request", {"model": "claude", "cost_usd": cost}, minute)
+
+
+def test_cost_spike_over_rate() -> None:
+    # 15-minute window, $20/hour limit: $5 in the window is exactly the limit.
+    assert patterns(run([llm(1.0, m) for m in range(5)])) == []
+    alerts = run([llm(2.0, m) for m in range(4)])
+    assert patterns(alerts) == ["cost_spike"]
+
+
+def test_stalled_session_fires_once_on_the_timer() -> None:
+    state: dict[str, Any] = {}
+    e = write(0)
+    observe(state, e, CFG, now_us=T0)
+    assert check_stall("s-1", state, CFG, T0 + 4 * MINUTE_US) == []
+    alerts = check_stall("s-1", state, CFG, T0 + 6 * MINUTE_US)
+    assert patterns(alerts) == ["stalled_session"]
+    assert check_stall("s-1", state, CFG, T0 + 9 * MINUTE_US) == []
+    observe(state, write(10), CFG, now_us=T0 + 10 * MINUTE_US)
+    assert patterns(check_stall("s-1", state, CFG, T0 + 16 * MINUTE_US)) == ["stalled_session"]
+
+
+def test_ended_or_backfilled_sessions_never_stall() -> None:
+    state: dict[str, Any] = {}
+    observe(state, write(0), CFG, now_us=T0)
+    observe(state, ev("session.ended", {}, 1), CFG, now_us=T0)
+    assert check_stall("s-1", state, CFG, T0 + 60 * MINUTE_US) == []
+    backfill: dict[str, Any] = {}
+    observe(backfill, ev("file.write", {"path": "a"}, 0, source="transcript"), CFG, now_us=T0)
+    assert check_stall("s-1", backfill, CFG, T0 + 60 * MINUTE_US) == []
+
+
+def test_replaying_events_on_recovered_state_repeats_nothing_and_fresh_state_agrees() -> None:
+    events = [*fix_cycle([m / 10 for m in range(1, 7)]), t("passed", 1), t("failed", 2), t("passed", 3)]
+    state: dict[str, Any] = {}
+    first = run(events[:9], state)
+    snapshot = copy.deepcopy(state)  # what a changelog would restore
+    rest = run(events[9:], snapshot)
+    fresh = run(events)
+    assert [a["alert_id"] for a in first + rest] == [a["alert_id"] for a in fresh]
+    assert len({a["alert_id"] for a in fresh}) == len(fresh) == 2
