@@ -131,12 +131,17 @@ class AvroSerde:
         out = BytesIO()
         out.write(writer.header)
         try:
-            schemaless_writer(out, writer.parsed, record)
+            # strict: a misspelt field name fails here instead of silently vanishing.
+            schemaless_writer(out, writer.parsed, record, strict_allow_default=True)
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
             raise EncodeError(f"record does not fit schema {schema_name}: {exc}") from exc
         return out.getvalue()
 
     def encode_event(self, event: Mapping[str, Any]) -> bytes:
+        # A bare dict payload would make fastavro guess the family from field names; the
+        # contract wants the (record name, dict) tuple so the family is never a guess.
+        if type(event.get("payload")) is not tuple:
+            raise EncodeError("payload must be a (record name, dict) tuple")
         return self.encode(TELEMETRY_EVENT, event)
 
     def _writer(self, schema_name: str) -> _Writer:

@@ -110,3 +110,16 @@ def test_encode_errors_are_named(serde: AvroSerde) -> None:
         serde.encode_event(event | {"severity": "fatal"})
     with pytest.raises(UnknownSchemaError):
         serde.encode("NoSuchRecord", {})
+
+
+def test_encode_rejects_misspelt_missing_and_unnamed_fields(serde: AvroSerde) -> None:
+    event = model.new_event("file.write", SESSION, {"path": "a.py"})
+    typo = event | {"payload": (model.FILE_EVENT, {"path": "a.py", "line_added": 3})}
+    with pytest.raises(EncodeError):
+        serde.encode_event(typo)
+    with pytest.raises(EncodeError):
+        serde.encode_event({k: v for k, v in event.items() if k != "agent"})
+    with pytest.raises(EncodeError):
+        serde.encode_event(event | {"payload": {"path": "a.py"}})
+    with pytest.raises(EncodeError):
+        serde.encode_event(event | {"payload": (model.FILE_EVENT, {"size_bytes": 3})})
