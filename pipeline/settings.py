@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.schemas import SerdeSettings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The checkout the package was installed from (editable install); holds ``avro/`` and ``deploy/``."""
 
@@ -154,6 +156,66 @@ class HttpServiceSettings(_Section):
     """Port to listen on (health, metrics and the component's own HTTP API)."""
 
 
+class CollectorSettings(HttpServiceSettings):
+    """The collector (`agentwatch collector`) and the command hook (`agentwatch hook`)."""
+
+    port: int = Field(default=4318, ge=0, le=65535)
+    """OTLP/HTTP standard port; also serves POST /hooks, /health and /metrics."""
+    inbox_dir: Path | None = None
+    """Where `agentwatch hook` leaves hooks while the collector is down. Empty: <stack.dir>/hook-inbox."""
+    hook_log: Path | None = None
+    """Error log of `agentwatch hook` (never the payloads). Empty: <stack.dir>/logs/hook.log."""
+    hook_timeout_s: float = Field(default=2.0, gt=0)
+    """How long `agentwatch hook` waits for the collector before spooling to the inbox."""
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """Largest request body accepted (after decompression); larger ones get 413."""
+    excerpt_chars: int = Field(default=2000, ge=0)
+    """Bound of the stdout/stderr/prompt excerpts carried in events."""
+    pending_tool_calls: int = Field(default=10_000, ge=1)
+    """PreToolUse calls remembered to join their PostToolUse (oldest forgotten first)."""
+    pending_ttl_s: float = Field(default=3600.0, gt=0)
+    """A PreToolUse without its PostToolUse after this long is published as unfinished."""
+    inbox_poll_s: float = Field(default=1.0, gt=0)
+    """How often the collector drains the command hook's inbox."""
+
+    def resolved_inbox_dir(self, stack_dir: Path) -> Path:
+        return self.inbox_dir or stack_dir / "hook-inbox"
+
+    def resolved_hook_log(self, stack_dir: Path) -> Path:
+        return self.hook_log or stack_dir / "logs" / "hook.log"
+
+
+class SpoolSettings(_Section):
+    """The durable on-disk spool every producer writes through before Kafka."""
+
+    dir: Path | None = None
+    """Root of the spools; each producer gets its own subfolder. Empty: <stack.dir>/spool."""
+    max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
+    """Undelivered bytes one spool may hold; beyond that new events are refused (HTTP 503)."""
+    segment_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    """A spool file is closed at this size; files whose events are all delivered are deleted."""
+    fsync: bool = False
+    """fsync before acknowledging an event: survives power loss too, not only a killed process."""
+    max_in_flight: int = Field(default=20_000, ge=1)
+    """Events handed to the Kafka client and not yet acknowledged; bounds memory while Kafka is away."""
+
+    def resolved_dir(self, stack_dir: Path, name: str) -> Path:
+        return (self.dir or stack_dir / "spool") / name
+
+
+class ProducerSettings(_Section):
+    """librdkafka tuning of the producers of the ingest topic (idempotence and acks=all are fixed)."""
+
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    """Batch compression codec."""
+    linger_ms: int = Field(default=5, ge=0)
+    """How long the client waits to fill a batch."""
+    batch_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest batch per partition."""
+    partitioner: str = "murmur2_random"
+    """Java-compatible, so every client (aiokafka/Faust, Java) puts a session on the same partition."""
+
+
 class StackSettings(_Section):
     """The local single-machine stack that `agentwatch up` manages."""
 
@@ -206,7 +268,9 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     s3: S3Settings = S3Settings()
     archive: ArchiveSettings = ArchiveSettings()
-    collector: HttpServiceSettings = HttpServiceSettings(port=4318)
+    collector: CollectorSettings = CollectorSettings()
+    spool: SpoolSettings = SpoolSettings()
+    producer: ProducerSettings = ProducerSettings()
     gateway: HttpServiceSettings = HttpServiceSettings(port=8080)
     # Health and /metrics endpoints of the components that serve no other HTTP.
     worker_http: HttpServiceSettings = HttpServiceSettings(port=6066)
@@ -214,6 +278,7 @@ class Settings(BaseSettings):
     archive_sink_http: HttpServiceSettings = HttpServiceSettings(port=9102)
     alerts_http: HttpServiceSettings = HttpServiceSettings(port=9103)
     stack: StackSettings = StackSettings()
+    serde: SerdeSettings = SerdeSettings()
     log_level: str = "INFO"
     """Log level of every component."""
     log_format: Literal["json", "text"] = "json"
