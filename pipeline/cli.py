@@ -30,6 +30,9 @@ COMMANDS: dict[str, CommandRef] = {
     "migrate": CommandRef("pipeline.stack.commands", "apply pending ClickHouse migrations"),
     "topics": CommandRef("pipeline.stack.commands", "create missing Kafka topics"),
     "config": CommandRef("pipeline.config_doc", "print the effective settings (secrets masked)"),
+    "import": CommandRef("producers.transcripts.command",
+                         "backfill sessions from Claude Code transcript JSONL files"),
+    "emit": CommandRef("pipeline.emit_cmd", "publish one custom event (the SDK from a shell)"),
 }
 
 
