@@ -216,6 +216,94 @@ class ProducerSettings(_Section):
     """Java-compatible, so every client (aiokafka/Faust, Java) puts a session on the same partition."""
 
 
+class WidgetSettings(_Section):
+    """Live widget state of the worker (processors/widgets)."""
+
+    coalesce_interval_ms: int = Field(default=250, ge=0)
+    """At most one update per session and widget in this interval; also the most the dashboard lags."""
+    flush_tick_ms: int = Field(default=25, ge=1)
+    """How often the worker's timer sends coalesced updates that no new event pushed out."""
+    batch_max: int = Field(default=2000, ge=1)
+    """Most events folded between two state writes (changelog) and update flushes."""
+    batch_within_ms: int = Field(default=20, ge=1)
+    """Longest an incomplete batch waits for more events."""
+
+
+class PatternSettings(_Section):
+    """Failure-pattern detection of the worker (processors/patterns); thresholds per session."""
+
+    compile_errors: int = Field(default=3, ge=1)
+    """More than this many compile errors within compile_window_s fires compile_fix_loop."""
+    compile_window_s: float = Field(default=300.0, gt=0)
+    """Window of compile_fix_loop."""
+    memory_growth_pct: float = Field(default=20.0, gt=0)
+    """Peak memory must grow more than this per run of the same command..."""
+    memory_growth_runs: int = Field(default=3, ge=2)
+    """...over this many consecutive runs to fire memory_growth."""
+    slow_test_factor: float = Field(default=2.0, gt=1)
+    """A test run longer than this times its suite's median duration fires slow_test."""
+    slow_test_min_samples: int = Field(default=5, ge=1)
+    """Runs of a suite needed before slow_test judges."""
+    stall_after_s: float = Field(default=300.0, gt=0)
+    """A live session without progress for this long fires stalled_session."""
+    stall_check_interval_s: float = Field(default=15.0, gt=0)
+    """How often the worker's timer looks for stalled sessions."""
+    retry_storm_failures: int = Field(default=3, ge=2)
+    """Consecutive identical failing commands (no file change in between) that fire retry_storm."""
+    cost_usd_per_hour: float = Field(default=20.0, gt=0)
+    """LLM spend rate over cost_window_s above which cost_spike fires."""
+    cost_window_s: float = Field(default=900.0, gt=0)
+    """Window of cost_spike."""
+    evidence_limit: int = Field(default=20, ge=1)
+    """Most evidence event ids carried by one alert."""
+    notifications: bool = True
+    """Also publish notification triggers (task completed/failed, critical error, session completed)."""
+
+
+class AlertSettings(_Section):
+    """The alerting consumer (`agentwatch alerts`): where pattern alerts are delivered."""
+
+    channels: tuple[Literal["terminal", "webhook", "email"], ...] = ("terminal",)
+    """Delivery channels, e.g. ["terminal","webhook","email"] (JSON list in the environment)."""
+    min_severity: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    """Alerts below this severity are not delivered (they are still consumed)."""
+    consumer_group: str = "agentwatch-alerts"
+    """Kafka consumer group of the alerting consumer."""
+    dedup_capacity: int = Field(default=10_000, ge=1)
+    """Recently delivered alert ids remembered, so a replayed alert is not delivered twice."""
+    webhook_url: str | None = None
+    """Generic webhook: alerts are POSTed here as JSON."""
+    webhook_slack: bool = False
+    """Post a Slack-compatible payload ({"text": ..., "blocks": [...]}) instead of the alert record."""
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    """Timeout of one POST."""
+    webhook_max_attempts: int = Field(default=5, ge=1)
+    """POST attempts per alert before it goes to the dead-letter file."""
+    webhook_backoff_s: float = Field(default=0.5, gt=0)
+    """First retry wait; doubles per attempt (with jitter, Retry-After honoured)."""
+    smtp_host: str = "127.0.0.1"
+    """SMTP server of the email digests."""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    """SMTP port."""
+    smtp_starttls: bool = False
+    """Upgrade the SMTP connection with STARTTLS."""
+    smtp_username: str | None = None
+    """SMTP login user (no login when empty)."""
+    smtp_password: SecretStr | None = None
+    """SMTP login password."""
+    smtp_from: str = "agentwatch@localhost"
+    """Sender address of the digests."""
+    smtp_to: tuple[str, ...] = ()
+    """Recipients of the digests (JSON list in the environment)."""
+    digest_interval_s: float = Field(default=300.0, gt=0)
+    """Alerts are gathered and mailed as one digest at most this often."""
+    state_dir: Path | None = None
+    """Dead-letter file (dead-letters.jsonl) and pending digest; empty: <stack.dir>/alerts."""
+
+    def resolved_state_dir(self, stack_dir: Path) -> Path:
+        return self.state_dir or stack_dir / "alerts"
+
+
 class StackSettings(_Section):
     """The local single-machine stack that `agentwatch up` manages."""
 
@@ -277,6 +365,9 @@ class Settings(BaseSettings):
     clickhouse_sink_http: HttpServiceSettings = HttpServiceSettings(port=9101)
     archive_sink_http: HttpServiceSettings = HttpServiceSettings(port=9102)
     alerts_http: HttpServiceSettings = HttpServiceSettings(port=9103)
+    widgets: WidgetSettings = WidgetSettings()
+    patterns: PatternSettings = PatternSettings()
+    alerts: AlertSettings = AlertSettings()
     stack: StackSettings = StackSettings()
     serde: SerdeSettings = SerdeSettings()
     log_level: str = "INFO"
