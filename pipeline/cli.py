@@ -33,6 +33,10 @@ COMMANDS: dict[str, CommandRef] = {
     "import": CommandRef("producers.transcripts.command",
                          "backfill sessions from Claude Code transcript JSONL files"),
     "emit": CommandRef("pipeline.emit_cmd", "publish one custom event (the SDK from a shell)"),
+    "replay": CommandRef("consumers.archive.commands",
+                         "re-emit a recorded session onto the replay topic at its original pace"),
+    "export-session": CommandRef("consumers.archive.commands",
+                                 "write a session's recording to a JSONL.gz file for sharing"),
 }
 
 

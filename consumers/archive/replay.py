@@ -8,10 +8,12 @@ never read the replay channel, and anything that does can tell a replay from the
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 REPLAY_FLAG = "replay"
@@ -120,3 +122,31 @@ async def replay(
         if n == 0:
             first_latency = clock.monotonic() - start
     return ReplayResult(rid, len(chosen), clock.monotonic() - start, first_latency)
+
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def resolve_time(text: str, first_us: int) -> int:
+    """A ``--from``/``--to`` value as epoch microseconds.
+
+    ``+90s``, ``+5m``, ``+1h30m``: that long after the session's first event; an ISO 8601
+    instant (``2026-01-01T10:00:00Z``; no zone means UTC); or plain integer microseconds.
+    """
+    value = text.strip()
+    if value.startswith("+"):
+        rest = value[1:]
+        parts = _DURATION.findall(rest)
+        if not parts or "".join(n + u for n, u in parts) != rest:
+            raise ValueError(f"bad duration {text!r}; use e.g. +90s, +5m, +1h30m")
+        return first_us + round(sum(float(n) * _UNITS[u] for n, u in parts) * 1_000_000)
+    if value.isdigit():
+        return int(value)
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"bad time {text!r}; use +5m, an ISO 8601 instant or microseconds") from exc
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return round(instant.timestamp() * 1_000_000)

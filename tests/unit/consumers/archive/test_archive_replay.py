@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from consumers.archive.replay import is_replay, mark_replay, replay, schedule, select
+from consumers.archive.replay import (
+    is_replay,
+    mark_replay,
+    replay,
+    resolve_time,
+    schedule,
+    select,
+)
 from consumers.archive.testing import FakeClock, sample_session
 from pipeline import model
 
@@ -145,3 +152,24 @@ async def test_cancelling_stops_the_replay() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(seen) == 3
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("+90s", 1_000 * S + 90 * S),
+    ("+5m", 1_000 * S + 300 * S),
+    ("+1h30m", 1_000 * S + 5400 * S),
+    ("+1.5s", 1_000 * S + 1_500_000),
+    ("+250ms", 1_000 * S + 250_000),
+    ("2026-01-01T00:00:10Z", 1_767_225_610 * S),
+    ("2026-01-01T01:00:10+01:00", 1_767_225_610 * S),
+    ("2026-01-01T00:00:10", 1_767_225_610 * S),
+    ("1767225610000000", 1_767_225_610 * S),
+])
+def test_resolve_time_forms(text: str, expected: int) -> None:
+    assert resolve_time(text, 1_000 * S) == expected
+
+
+@pytest.mark.parametrize("text", ["+", "+5x", "+5m junk", "yesterday", "+m5"])
+def test_resolve_time_refuses_garbage(text: str) -> None:
+    with pytest.raises(ValueError):
+        resolve_time(text, 0)
