@@ -87,9 +87,9 @@ class KafkaEventPublisher:
         delivery_timeout_ms: int = 30_000,
         queue_full_timeout_s: float = 30.0,
         extra_config: Mapping[str, Any] | None = None,
+        producer: Any = None,
     ) -> None:
-        from confluent_kafka import Producer
-
+        """``producer`` replaces the confluent-kafka Producer (tests)."""
         conf: dict[str, Any] = {
             **kafka.client_config(),
             # Idempotence gives acks=all and no duplicates from librdkafka's own retries.
@@ -99,7 +99,11 @@ class KafkaEventPublisher:
             "message.timeout.ms": delivery_timeout_ms,
         }
         conf.update(extra_config or {})
-        self._producer = Producer(conf)
+        if producer is None:
+            from confluent_kafka import Producer
+
+            producer = Producer(conf)
+        self._producer = producer
         self._topic = topic
         self._serde = serde
         self._queue_full_timeout_s = queue_full_timeout_s
