@@ -55,6 +55,7 @@ def new_state(session_id: str) -> State:
         "counts": {"files_modified": 0, "tests_run": 0, "tests_passed": 0, "tests_failed": 0,
                    "errors": 0, "commands": 0, "builds_failed": 0},
         "files_seen": [],
+        "user_id": None,
     }
 
 
@@ -139,6 +140,10 @@ def apply(state: State, event: Event) -> set[str]:
     state["last_event"] = {"event_id": event["event_id"], "event_type": etype, "timestamp": ts,
                            "agent": event.get("agent")}
     agent = _agent(state, event)
+    owner = (event.get("metadata") or {}).get("user_id")
+    if owner and not state.get("user_id"):
+        # The session's owner is who started it; the gateway filters sessions by it.
+        state["user_id"] = owner
 
     phase = _inferred_phase(state, event)
     if phase and _set_phase(state, phase, ts):
@@ -387,7 +392,7 @@ def _summary(state: State) -> dict[str, Any]:
     return {"status": state["status"], "counts": dict(state["counts"]),
             "events": state["events"], "started_at": state["first_ts"],
             "last_event": state["last_event"],
-            "agents": sorted(state["agents"])}
+            "agents": sorted(state["agents"]), "user_id": state.get("user_id")}
 
 
 _RENDERERS = {

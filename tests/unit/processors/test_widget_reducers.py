@@ -130,3 +130,11 @@ def test_state_and_renders_are_json_and_replays_are_identical() -> None:
     for w in WIDGETS:
         assert render(a, w) == render(b, w)
         json.dumps(render(a, w))
+
+
+def test_session_summary_names_the_owner_from_metadata() -> None:
+    assert render(replay(SCRIPT), "session_summary")["user_id"] is None
+    owned = [ev("session.started", {}, 0, metadata={"user_id": "alice"}),
+             ev("file.write", {"path": "a.py"}, 1),
+             ev("file.write", {"path": "b.py"}, 2, metadata={"user_id": "mallory"})]
+    assert render(replay(owned), "session_summary")["user_id"] == "alice"
