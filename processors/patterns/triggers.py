@@ -38,7 +38,8 @@ def _alert(event: Event, pattern: str, severity: Severity, message: str) -> Aler
 
 def notification_triggers(event: Event) -> list[Alert]:
     etype = event.get("event_type", "")
-    name, body = event.get("payload") or ("", {})
+    payload: tuple[str, dict[str, Any]] = event.get("payload") or ("", {})
+    name, body = payload
     task: dict[str, Any] = body if name == AGENT_TASK_EVENT else {}
     what = task.get("input_description") or task.get("task_type") or "task"
     out: list[Alert] = []
