@@ -124,8 +124,8 @@ class ArchiveSettings(_Section):
     """Longest a batch waits before its events are written as segment objects (one per session)."""
     segment_max_events: int = Field(default=20_000, ge=1)
     """Most events in one batch of segments."""
-    segment_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    """Most JSON bytes (uncompressed) in one batch of segments."""
+    write_concurrency: int = Field(default=8, ge=1, le=64)
+    """Segment objects written in parallel per batch (hides S3 request latency)."""
     idle_timeout_s: float = Field(default=30 * 60.0, gt=0)
     """A session without session.ended is compacted into its recording after this long idle."""
     idle_check_interval_s: float = Field(default=30.0, gt=0)
