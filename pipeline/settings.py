@@ -216,6 +216,32 @@ class ProducerSettings(_Section):
     """Java-compatible, so every client (aiokafka/Faust, Java) puts a session on the same partition."""
 
 
+class WorkerSettings(_Section):
+    """The stream processor (`agentwatch worker`, processors/): validate, redact, enrich ingest."""
+
+    app_id: str = "agentwatch-worker"
+    """Faust app id: the Kafka consumer group and the prefix of its transactional ids."""
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    """exactly_once writes events, dead letters and input offsets in one Kafka transaction per
+    input partition; at_least_once may repeat events after a crash (sinks dedupe on event_id)."""
+    batch_max: int = Field(default=2000, ge=1)
+    """Most ingest messages processed, produced and committed as one batch."""
+    batch_within_ms: int = Field(default=50, ge=1)
+    """Longest an incomplete batch waits for more messages."""
+    max_field_bytes: int = Field(default=64 * 1024, ge=256)
+    """Payload and metadata strings longer than this (UTF-8) are cut to it and marked, not rejected."""
+    max_event_bytes: int = Field(default=1024 * 1024, ge=4096)
+    """An event still larger than this once encoded (after truncation) is dead-lettered as oversized."""
+    dead_letter_excerpt_chars: int = Field(default=4096, ge=0)
+    """Bound of the redacted text a dead letter keeps of the message it rejects."""
+    max_clock_skew_s: float = Field(default=3600.0, gt=0)
+    """Events stamped further than this in the future break the timestamp rule."""
+    session_timeout_s: float = Field(default=10.0, ge=6.0)
+    """Kafka group session timeout: how soon a killed worker's partitions move to another one."""
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    """Group heartbeat; must stay well under a third of the session timeout."""
+
+
 class WidgetSettings(_Section):
     """Live widget state of the worker (processors/widgets)."""
 
@@ -365,6 +391,7 @@ class Settings(BaseSettings):
     clickhouse_sink_http: HttpServiceSettings = HttpServiceSettings(port=9101)
     archive_sink_http: HttpServiceSettings = HttpServiceSettings(port=9102)
     alerts_http: HttpServiceSettings = HttpServiceSettings(port=9103)
+    worker: WorkerSettings = WorkerSettings()
     widgets: WidgetSettings = WidgetSettings()
     patterns: PatternSettings = PatternSettings()
     alerts: AlertSettings = AlertSettings()
