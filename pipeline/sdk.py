@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pipeline import model
 from pipeline.errors import BackpressureError, ConfigError, ErrorKind, ValidationError
 from pipeline.schemas import load_catalog
+from pipeline.settings import ProducerSettings
 from pipeline.validation import validate_event
 
 if TYPE_CHECKING:
@@ -84,18 +85,25 @@ class KafkaEventPublisher:
         topic: str,
         serde: AvroSerde,
         *,
+        tuning: ProducerSettings | None = None,
         delivery_timeout_ms: int = 30_000,
         queue_full_timeout_s: float = 30.0,
         extra_config: Mapping[str, Any] | None = None,
         producer: Any = None,
     ) -> None:
         """``producer`` replaces the confluent-kafka Producer (tests)."""
+        tuning = tuning or ProducerSettings()
         conf: dict[str, Any] = {
             **kafka.client_config(),
             # Idempotence gives acks=all and no duplicates from librdkafka's own retries.
             "enable.idempotence": True,
-            "linger.ms": 20,
-            "compression.type": "lz4",
+            "acks": "all",
+            "compression.type": tuning.compression,
+            "linger.ms": tuning.linger_ms,
+            "batch.size": tuning.batch_bytes,
+            # The same partitioner as every other producer: a session's SDK events must land on
+            # the partition its hook events do, or per-session order is lost.
+            "partitioner": tuning.partitioner,
             "message.timeout.ms": delivery_timeout_ms,
         }
         conf.update(extra_config or {})
@@ -158,7 +166,8 @@ class KafkaEventPublisher:
     ) -> KafkaEventPublisher:
         from pipeline.serde import serde_from_settings
 
-        return cls(settings.kafka, topic or settings.topics.ingest, serde_from_settings(settings), **kwargs)
+        return cls(settings.kafka, topic or settings.topics.ingest, serde_from_settings(settings),
+                   tuning=settings.producer, **kwargs)
 
 
 def _payload_fields(family: str) -> frozenset[str]:

@@ -48,14 +48,25 @@ def _print_text(report: ImportReport) -> None:
         print(f"  unreadable: {line}")
 
 
+def spool_name(topic: str) -> str:
+    """One spool per target topic: leftovers of an interrupted import go where they were meant to."""
+    return "import-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in topic)
+
+
 def run(args: argparse.Namespace) -> int:
-    from pipeline.sdk import KafkaEventPublisher
     from pipeline.settings import load_settings
+    from producers.publisher import EventPublisher
     from producers.transcripts.importer import import_paths
 
     settings = load_settings()
-    publisher = None if args.dry_run else KafkaEventPublisher.from_settings(settings, topic=args.topic)
-    report = import_paths(args.paths, publisher, flush_timeout=args.flush_timeout)
+    if args.dry_run:
+        report = import_paths(args.paths, None)
+    else:
+        topic = args.topic or settings.topics.ingest
+        # Through the durable spool: a Kafka outage mid-import loses nothing; what is not
+        # delivered by the end stays spooled and goes out with the next import to this topic.
+        with EventPublisher(settings, spool_name(topic), topic=topic) as publisher:
+            report = import_paths(args.paths, publisher, flush_timeout=args.flush_timeout)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
@@ -64,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print("agentwatch import: no transcript could be read", file=sys.stderr)
         return 2
     if report.undelivered:
-        print(f"agentwatch import: {report.undelivered} events not delivered", file=sys.stderr)
+        print(f"agentwatch import: {report.undelivered} events not yet delivered; they stay in the "
+              "spool and are sent by the next import to this topic", file=sys.stderr)
         return 1
     return 0

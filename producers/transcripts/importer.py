@@ -82,26 +82,57 @@ def file_events(ctx: FileContext, mapper: TranscriptMapper) -> Iterator[Event]:
     yield from mapper.finish()
 
 
+class _Batcher:
+    """Hands events to the publisher in batches when it can take them (``publish_many``)."""
+
+    def __init__(self, publisher: EventPublisher, size: int) -> None:
+        self._publisher = publisher
+        self._many: Callable[[list[Event]], object] | None = getattr(publisher, "publish_many", None)
+        self._size = size
+        self._batch: list[Event] = []
+        self.published = 0
+
+    def add(self, event: Event) -> None:
+        if self._many is None:
+            self._publisher.publish(event)
+            self.published += 1
+            return
+        self._batch.append(event)
+        if len(self._batch) >= self._size:
+            self.drain()
+
+    def drain(self) -> None:
+        if self._batch and self._many is not None:
+            self._many(self._batch)
+            self.published += len(self._batch)
+            self._batch = []
+
+
 def import_paths(
     paths: Iterable[Path],
     publisher: EventPublisher | None,
     *,
     flush_timeout: float = 60.0,
+    batch_size: int = 500,
     on_file: Callable[[FileReport], None] | None = None,
 ) -> ImportReport:
     """Import every transcript under ``paths``; ``publisher=None`` maps and counts only."""
     report = ImportReport()
+    batcher = _Batcher(publisher, batch_size) if publisher is not None else None
     for path in transcript_files(paths):
         ctx = file_context(path)
         mapper = TranscriptMapper(ctx)
         try:
             for event in file_events(ctx, mapper):
-                if publisher is not None:
-                    publisher.publish(event)
-                    report.published += 1
+                if batcher is not None:
+                    batcher.add(event)
         except OSError as exc:
             report.unreadable.append(f"{path}: {exc.strerror or exc}")
             continue
+        finally:
+            if batcher is not None:
+                batcher.drain()
+                report.published = batcher.published
         file_report = FileReport(str(path), ctx.agent_id, mapper.stats)
         report.files.append(file_report)
         if on_file is not None:

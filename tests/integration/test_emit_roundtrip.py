@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 
 from pipeline.sdk import Emitter, KafkaEventPublisher
 from pipeline.serde import AvroSerde
-from pipeline.settings import KafkaSettings, load_settings
+from pipeline.settings import KafkaSettings, ProducerSettings, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -45,27 +45,38 @@ def test_sdk_events_arrive_keyed_and_decodable(
 ) -> None:
     topic = kafka_topic("emit", partitions=3)
     publisher = KafkaEventPublisher(KafkaSettings(bootstrap_servers=kafka_bootstrap), topic,
-                                    AvroSerde())
+                                    AvroSerde(), tuning=ProducerSettings())
     with Emitter(publisher, session_id="sess-emit-1", agent="tester") as em:
         sent = [
             em.emit_event("deploy.finished", env="prod"),
             em.emit_progress(50.0, "halfway"),
             em.emit_error(RuntimeError("boom")),
             em.emit_event("file.write", path="/a.py", session_id="sess-emit-2"),
+            # More sessions, so a partitioner mismatch below cannot pass by chance.
+            *(em.emit_event("deploy.finished", session_id=f"sess-p{i}") for i in range(8)),
         ]
-    assert publisher.delivered == 4 and publisher.failed == 0
+    assert publisher.delivered == 12 and publisher.failed == 0
 
-    messages = _read(kafka_bootstrap, topic, 4)
+    messages = _read(kafka_bootstrap, topic, 12)
     serde = AvroSerde()
     got = {serde.decode_event(m.value())["event_id"]: (m.key(), serde.decode_event(m.value()))
            for m in messages}
-    assert len(messages) == 4
+    assert len(messages) == 12
     assert got == {e["event_id"]: (e["session_id"].encode(), e) for e in sent}
-    # Key = session_id keeps a session on one partition.
-    partitions = {m.key(): set() for m in messages}
+    # Key = session_id keeps a session on one partition, and the same partition every other
+    # producer (configured with the shared partitioner) picks for that session.
+    partitions: dict[bytes, set[int]] = {}
     for m in messages:
-        partitions[m.key()].add(m.partition())
-    assert partitions[b"sess-emit-1"] and len(partitions[b"sess-emit-1"]) == 1
+        partitions.setdefault(m.key(), set()).add(m.partition())
+    assert len(partitions[b"sess-emit-1"]) == 1
+    reference_topic = kafka_topic("emitref", partitions=3)
+    reference = Producer({"bootstrap.servers": kafka_bootstrap,
+                          "partitioner": ProducerSettings().partitioner})
+    for key in partitions:
+        reference.produce(reference_topic, key=key, value=b"x")
+    assert reference.flush(30) == 0
+    ref = {m.key(): m.partition() for m in _read(kafka_bootstrap, reference_topic, len(partitions))}
+    assert ref == {key: next(iter(parts)) for key, parts in partitions.items()}
 
 
 def test_emit_command_prints_the_event_it_delivered(

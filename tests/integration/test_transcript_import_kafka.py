@@ -107,7 +107,8 @@ def _expected(root: Path) -> dict[str, dict[str, Any]]:
 def _import(root: Path, topic: str, bootstrap: str) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "import", str(root), "--topic", topic, "--json"],
-        env={**os.environ, "AGENTWATCH_KAFKA__BOOTSTRAP_SERVERS": bootstrap},
+        env={**os.environ, "AGENTWATCH_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+             "AGENTWATCH_SPOOL__DIR": str(root.parent / "spool")},
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -126,6 +127,7 @@ def test_import_reads_back_from_kafka_and_is_idempotent(
     }
 
     report = _import(transcripts, topic, kafka_bootstrap)
+    assert (transcripts.parent / "spool").is_dir()  # went through the durable spool
     totals = report["totals"]
     assert (totals["published"], totals["undelivered"]) == (len(expected), 0)
     assert (totals["bad_lines"], totals["unknown_line_types"]) == (1, {"some-future-type": 1})
