@@ -91,6 +91,10 @@ class QueryError(AgentwatchError):
     """
 
 
+class DeliveryError(AgentwatchError):
+    """A notification channel refused an alert for good (or ran out of retries): dead-letter it."""
+
+
 class TransientError(AgentwatchError):
     """A dependency is down or slow; the operation may succeed if retried."""
 

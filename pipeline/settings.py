@@ -323,6 +323,8 @@ class AlertSettings(_Section):
     """Recipients of the digests (JSON list in the environment)."""
     digest_interval_s: float = Field(default=300.0, gt=0)
     """Alerts are gathered and mailed as one digest at most this often."""
+    smtp_max_attempts: int = Field(default=3, ge=1)
+    """Failed digests in a row before their alerts go to the dead-letter file."""
     state_dir: Path | None = None
     """Dead-letter file (dead-letters.jsonl) and pending digest; empty: <stack.dir>/alerts."""
 

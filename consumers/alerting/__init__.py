@@ -1,0 +1,1 @@
+"""Alerting consumer: pattern alerts from Kafka to terminal, webhook and email digests."""
