@@ -8,13 +8,14 @@ old one; compaction dedupes by event_id for whatever overlap remains.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.archive.jsonl import event_to_line, gzip_bytes
 from consumers.archive.layout import segment_key
 from consumers.archive.targets import ArchiveTarget
+from pipeline.errors import DecodeError, ItemError
 
 SESSION_ENDED = "session.ended"
 
@@ -38,17 +39,39 @@ class Segment:
         return sum(len(line) for line in self.lines)
 
 
+OnBadEvent = Callable[[int, ItemError], None]
+"""Told the offset and the error of an event that cannot be rendered (the sink dead-letters it)."""
+
+
 def build_segments(
-    partition: int, records: Iterable[tuple[int, Mapping[str, Any]]]
+    partition: int,
+    records: Iterable[tuple[int, Mapping[str, Any]]],
+    on_bad: OnBadEvent | None = None,
 ) -> list[Segment]:
-    """Group ``(offset, event)`` pairs of one partition, in offset order, by session."""
+    """Group ``(offset, event)`` pairs of one partition, in offset order, by session.
+
+    An event that cannot be rendered raises, or goes to ``on_bad`` and is left out.
+    """
     by_session: dict[str, Segment] = {}
     for offset, event in records:
-        sid = str(event["session_id"])
+        try:
+            sid = str(event["session_id"])
+            line = event_to_line(event)
+        except ItemError as exc:
+            if on_bad is None:
+                raise
+            on_bad(offset, exc)
+            continue
+        except KeyError as exc:
+            missing = DecodeError(f"event without {exc}")
+            if on_bad is None:
+                raise missing from exc
+            on_bad(offset, missing)
+            continue
         seg = by_session.get(sid)
         if seg is None:
             seg = by_session[sid] = Segment(sid, partition, offset, offset)
-        seg.lines.append(event_to_line(event))
+        seg.lines.append(line)
         seg.last_offset = offset
         if event.get("event_type") == SESSION_ENDED:
             seg.ended = True
