@@ -105,6 +105,31 @@ class ClickHouseSettings(_Section):
     """ClickHouse password."""
 
 
+class ClickHouseSinkSettings(_Section):
+    """The ClickHouse sink (`agentwatch sink clickhouse`): Kafka topics -> ClickHouse tables."""
+
+    group_id: str = "agentwatch-clickhouse-sink"
+    """Kafka consumer group of the events loader (patterns and DLQ loaders add -patterns, -dlq)."""
+    batch_max_records: int = Field(default=20_000, ge=1)
+    """Flush to ClickHouse when this many messages are buffered (bench/clickhouse_sink.py)."""
+    batch_max_age_s: float = Field(default=1.0, gt=0)
+    """Flush when the oldest buffered message has waited this long."""
+    poll_timeout_s: float = Field(default=0.2, gt=0)
+    """Longest a Kafka poll blocks (bounds how fast SIGTERM and retries are noticed)."""
+    load_patterns: bool = True
+    """Also load agent.telemetry.patterns into pattern_alerts."""
+    load_dead_letters: bool = True
+    """Also load agent.telemetry.dlq into dead_letters."""
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    """First wait after a failed insert; doubles (with jitter) up to retry_max_s, forever."""
+    retry_max_s: float = Field(default=30.0, gt=0)
+    """Longest wait between insert attempts while ClickHouse is down."""
+    insert_timeout_s: float = Field(default=60.0, gt=0)
+    """Send/receive timeout of one ClickHouse call; keep it far below max.poll.interval.ms."""
+    shutdown_timeout_s: float = Field(default=20.0, ge=0)
+    """On SIGTERM, how long the last flush is retried before exiting without committing it."""
+
+
 class S3Settings(_Section):
     endpoint_url: str | None = "http://127.0.0.1:5000"
     """S3 API endpoint; empty/None means AWS itself."""
@@ -382,6 +407,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    clickhouse_sink: ClickHouseSinkSettings = ClickHouseSinkSettings()
     s3: S3Settings = S3Settings()
     archive: ArchiveSettings = ArchiveSettings()
     collector: CollectorSettings = CollectorSettings()
