@@ -39,8 +39,6 @@ COMMANDS: dict[str, CommandRef] = {
     "emit": CommandRef("pipeline.emit_cmd", "publish one custom event (the SDK from a shell)"),
     "sink archive": CommandRef("consumers.archive.sink",
                                "archive every session as a JSONL.gz recording (S3 or a folder)"),
-    "sink archive": CommandRef("consumers.archive.sink",
-                               "archive every session as a JSONL.gz recording (S3 or a folder)"),
     "replay": CommandRef("consumers.archive.commands",
                          "re-emit a recorded session onto the replay topic at its original pace"),
     "export-session": CommandRef("consumers.archive.commands",
