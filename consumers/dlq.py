@@ -2,13 +2,12 @@
 
 A dead letter never carries an unredacted secret (avro/dead_letter.avsc). Records a sink rejects
 decoded fine from the events topic, whose bytes the processor already redacted, so their bytes
-are kept for replay. Bytes that did not even decode are unknown: only a redacted excerpt (when
-``pipeline.redaction`` offers ``redact_raw``) and a SHA-256 travel, never the bytes themselves.
+are kept for replay. Bytes that did not even decode are unknown: only a redacted excerpt
+(``pipeline.redaction.redact_raw``) and a SHA-256 travel, never the bytes themselves.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -25,14 +24,11 @@ MAX_ORIGINAL_BYTES = 256 * 1024
 MAX_ERROR_MESSAGE = 2_000
 
 
-def _redacted_excerpt(raw: bytes) -> tuple[str, str | None]:
-    """(sha256 hex, redacted excerpt or None) of bytes nobody could decode."""
-    try:
-        from pipeline.redaction import redact_raw  # type: ignore[attr-defined]
-    except ImportError:
-        return hashlib.sha256(raw).hexdigest(), None
-    digest, excerpt = redact_raw(raw)
-    return str(digest), str(excerpt)
+def _redacted_excerpt(raw: bytes) -> tuple[str, str]:
+    """(sha256 hex, redacted printable excerpt) of bytes nobody could decode."""
+    from pipeline.redaction import redact_raw
+
+    return redact_raw(raw, max_chars=4096)
 
 
 def dead_letter_for(

@@ -37,6 +37,8 @@ COMMANDS: dict[str, CommandRef] = {
     "import": CommandRef("producers.transcripts.command",
                          "backfill sessions from Claude Code transcript JSONL files"),
     "emit": CommandRef("pipeline.emit_cmd", "publish one custom event (the SDK from a shell)"),
+    "sink clickhouse": CommandRef("consumers.clickhouse.sink",
+                                  "load events, pattern alerts and dead letters into ClickHouse"),
     "sink archive": CommandRef("consumers.archive.sink",
                                "archive every session as a JSONL.gz recording (S3 or a folder)"),
     "replay": CommandRef("consumers.archive.commands",
