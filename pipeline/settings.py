@@ -159,6 +159,8 @@ class ArchiveSettings(_Section):
     """gzip level of segments and recordings."""
     consumer_group: str = "agentwatch-archive"
     """Kafka consumer group of the archive sink."""
+    session_timeout_ms: int = Field(default=30_000, ge=6_000)
+    """Kafka group session timeout: how long a crashed sink holds its partitions."""
     sse: Literal["", "AES256", "aws:kms"] = ""
     """S3 server-side encryption: empty = bucket default, AES256 = SSE-S3, aws:kms = SSE-KMS."""
     sse_kms_key_id: str | None = None
