@@ -5,52 +5,70 @@ not hand to the collector; the collector drains the folder in name order, which 
 order, and deletes each file once its events are in the spool. A file is one JSON header line
 (``received_us``, ``delivery_id``) followed by the raw hook body, untouched.
 
-Standard library only: the command hook imports this on every tool call of an agent.
+Imports only ``os`` (``json`` when reading): the command hook loads this on every tool call of an agent, so
+paths are plain strings or path-likes and there is no dataclass or pathlib here.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from os import PathLike
+
+    StrPath = str | PathLike[str]
 
 SUFFIX = ".hook"
 REJECTED_DIR = "rejected"
 
 
-@dataclass(frozen=True)
 class InboxItem:
-    path: Path
-    received_us: int
-    delivery_id: str | None
-    body: bytes
+    __slots__ = ("body", "delivery_id", "path", "received_us")
+
+    def __init__(self, path: str, received_us: int, delivery_id: str | None, body: bytes) -> None:
+        self.path = path
+        self.received_us = received_us
+        self.delivery_id = delivery_id
+        self.body = body
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
 
 
-def write(inbox: Path, body: bytes, received_us: int, delivery_id: str) -> Path:
-    inbox.mkdir(parents=True, exist_ok=True)
+def write(inbox: StrPath, body: bytes, received_us: int, delivery_id: str) -> str:
+    folder = os.fspath(inbox)
+    os.makedirs(folder, exist_ok=True)
     name = f"{received_us:020d}-{os.getpid()}-{delivery_id[:8]}"
-    header = json.dumps({"received_us": received_us, "delivery_id": delivery_id}).encode()
-    tmp = inbox / f".{name}.tmp"
+    if not delivery_id.isalnum():
+        raise ValueError("delivery ids are alphanumeric")
+    # Written by hand: importing json would cost the command hook more than the rest of it.
+    header = f'{{"received_us": {int(received_us)}, "delivery_id": "{delivery_id}"}}'.encode()
+    tmp = os.path.join(folder, f".{name}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(header + b"\n" + body)
-    final = inbox / f"{name}{SUFFIX}"
+    final = os.path.join(folder, name + SUFFIX)
     os.replace(tmp, final)
     return final
 
 
-def pending(inbox: Path, limit: int = 1000) -> list[Path]:
+def pending(inbox: StrPath, limit: int = 1000) -> list[str]:
     """The oldest ``limit`` files waiting, oldest first."""
+    folder = os.fspath(inbox)
     try:
-        names = sorted(n for n in os.listdir(inbox) if n.endswith(SUFFIX))
+        names = sorted(n for n in os.listdir(folder) if n.endswith(SUFFIX))
     except FileNotFoundError:
         return []
-    return [inbox / n for n in names[:limit]]
+    return [os.path.join(folder, n) for n in names[:limit]]
 
 
-def read(path: Path) -> InboxItem:
-    data = path.read_bytes()
+def read(path: StrPath) -> InboxItem:
+    import json
+
+    file = os.fspath(path)
+    with open(file, "rb") as fh:
+        data = fh.read()
     header, _, body = data.partition(b"\n")
     try:
         meta = json.loads(header)
@@ -58,28 +76,19 @@ def read(path: Path) -> InboxItem:
         delivery_id = meta.get("delivery_id")
     except (ValueError, KeyError, TypeError):
         # A header we cannot read still leaves a body worth keeping; time it by the file.
-        return InboxItem(path, int(path.stat().st_mtime * 1_000_000), None, data)
-    return InboxItem(path, received_us, delivery_id if isinstance(delivery_id, str) else None, body)
+        return InboxItem(file, int(os.stat(file).st_mtime * 1_000_000), None, data)
+    return InboxItem(file, received_us, delivery_id if isinstance(delivery_id, str) else None, body)
 
 
 def reject(item: InboxItem) -> None:
     """Move a body that is no hook aside (kept for inspection, never retried)."""
-    folder = item.path.parent / REJECTED_DIR
-    folder.mkdir(exist_ok=True)
-    os.replace(item.path, folder / item.path.name)
+    folder = os.path.join(os.path.dirname(item.path), REJECTED_DIR)
+    os.makedirs(folder, exist_ok=True)
+    os.replace(item.path, os.path.join(folder, item.name))
 
 
-def size(inbox: Path) -> tuple[int, int]:
-    """(files, bytes) waiting."""
-    files = pending(inbox, limit=1_000_000)
-    total = 0
-    for p in files:
-        try:
-            total += p.stat().st_size
-        except FileNotFoundError:
-            continue
-    return len(files), total
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
+def remove(item: InboxItem) -> None:
+    try:  # noqa: SIM105 - contextlib is one import too many for the command hook
+        os.unlink(item.path)
+    except FileNotFoundError:
+        pass

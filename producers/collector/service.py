@@ -171,10 +171,10 @@ class Intake:
                     break  # the spool is full or failing: leave the rest for the next round
                 self.metrics.rejected.labels("inbox", exc.reason).inc()
                 log.warning("inbox file is not a hook; moved to rejected/",
-                            extra={"file": path.name, "reason": exc.reason})
+                            extra={"file": item.name, "reason": exc.reason})
                 inbox.reject(item)
                 continue
-            path.unlink(missing_ok=True)
+            inbox.remove(item)
             self.metrics.inbox_drained.inc()
             handled += 1
         return handled
