@@ -25,12 +25,16 @@ DEFAULT_SKIP_FIELDS: tuple[str, ...] = (
 
 # AWS's documentation key pair (docs.aws.amazon.com, "Managing access keys"): published on
 # purpose, pasted into countless READMEs and tests; redacting it only hides useful context.
+# The link-local cloud metadata endpoint (AWS/GCP/Azure IMDS) is the same everywhere and
+# worth seeing in a session: it says the agent asked for instance credentials.
 DEFAULT_ALLOW_VALUES: tuple[str, ...] = (
     "AKIAIOSFODNN7EXAMPLE",
     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "169.254.169.254",
 )
 
-# RFC 2606 / RFC 6761 reserved names can never reach a real mailbox.
+# RFC 2606 / RFC 6761 reserved names can never reach a real mailbox; openssh.com and libssh.org
+# name SSH algorithms ("aes256-gcm@openssh.com", RFC 4250 s4.6.1), which fill ssh -v output.
 DEFAULT_ALLOW_EMAIL_DOMAINS: tuple[str, ...] = (
     "example.com",
     "example.org",
@@ -39,6 +43,8 @@ DEFAULT_ALLOW_EMAIL_DOMAINS: tuple[str, ...] = (
     "test",
     "invalid",
     "localhost",
+    "openssh.com",
+    "libssh.org",
 )
 
 # Machine identities that appear in nearly every coding session (SSH remotes, the co-author

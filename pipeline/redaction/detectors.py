@@ -16,7 +16,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from pipeline.redaction import rules as r
-from pipeline.redaction.keys import KeyKind, classify_key, is_code_reference, is_placeholder
+from pipeline.redaction.keys import (
+    KeyKind,
+    classify_key,
+    is_code_reference,
+    is_named_reference,
+    is_placeholder,
+)
 from pipeline.redaction.validators import card_number_ok
 
 Span = tuple[int, int, int]
@@ -26,7 +32,7 @@ _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _HEXISH = frozenset("0123456789abcdefghijklmnopqrstuvwxyz:")
 _KV_KEYWORDS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
-_TRAILING_PUNCT = ",;)]}>."
+_TRAILING_PUNCT = ",;)]}>.:"
 _COMPARISON_OPS = frozenset({"==", "===", "!=", "!=="})
 _STRUCTURE_START = frozenset("{[(")
 _KEY_CACHE_LIMIT = 8192
@@ -63,6 +69,7 @@ class SpanFinder:
         self._allow_emails = allow_emails
         self._allow_domains = allow_email_domains
         self._entropy_threshold = entropy_threshold
+        self._entropy_min_length = entropy_min_length
         self._entropy_token = re.compile(f"{r.ENTROPY_CHARSET}{{{entropy_min_length},}}")
         self._key_cache: dict[str, int | None] = {}
         # (pattern, rule, group, needs a non-alphanumeric character before the match)
@@ -166,6 +173,8 @@ class SpanFinder:
                 gs, ge = m.span(group)
                 if group and is_placeholder(m.group(group)):
                     continue
+                if text[start] == ":" and text[start + 3 : start + 4] in ("[", "<", "{"):
+                    continue  # scheme://[user:password]@host: a usage template
                 out.append((gs, ge, pri))
 
     def _stripe(self, text: str, low: str, out: list[Span]) -> None:
@@ -292,14 +301,19 @@ class SpanFinder:
     def _entropy(self, text: str, low: str, out: list[Span]) -> None:
         pri = self._pri["high_entropy"]
         threshold = self._entropy_threshold
+        min_len = self._entropy_min_length
         for m in self._entropy_token.finditer(text):
-            token = m.group()
-            if token.startswith("***") or not any(c.isdigit() for c in token):
-                continue
-            if not any(c.isalpha() for c in token):
-                continue
-            if shannon_entropy(token) >= threshold:
-                out.append((m.start(), m.end(), pri))
+            # Paths and URLs join words with "/": judge each segment on its own.
+            pos = m.start()
+            for segment in m.group().split("/"):
+                if (
+                    len(segment) >= min_len
+                    and any(c.isdigit() for c in segment)
+                    and any(c.isalpha() for c in segment)
+                    and shannon_entropy(segment) >= threshold
+                ):
+                    out.append((pos, pos + len(segment), pri))
+                pos += len(segment) + 1
 
     def _key_values(self, text: str, low: str, out: list[Span]) -> None:
         seen: set[int] = set()
@@ -324,12 +338,16 @@ class SpanFinder:
         if pri == self._pri.get("authorization_header"):
             span = _authorization_value(text, end)
         else:
-            span = _assignment_value(text, end, cli=key.startswith("-"))
+            span = _assignment_value(
+                text, end, cli=key.startswith("-"), password=pri == self._pri.get("password")
+            )
         if span is not None:
             out.append((span[0], span[1], pri))
 
 
-def _assignment_value(text: str, pos: int, *, cli: bool) -> tuple[int, int] | None:
+def _assignment_value(
+    text: str, pos: int, *, cli: bool, password: bool
+) -> tuple[int, int] | None:
     m = r.KV_VALUE.match(text, pos)
     op = ""
     spaced = False
@@ -340,10 +358,12 @@ def _assignment_value(text: str, pos: int, *, cli: bool) -> tuple[int, int] | No
         m = r.CLI_VALUE.match(text, pos)
     if m is None:
         return None
+    groups = m.groupdict()
     for group in ("v1", "v2", "v3", "v4"):
-        if m.groupdict().get(group) is not None:
-            value = m.group(group)
-            if is_placeholder(value.strip()):
+        value = groups.get(group)
+        if value is not None:
+            value = value.strip()
+            if is_placeholder(value) or (not password and is_named_reference(value)):
                 return None
             return m.span(group)
     if op in _COMPARISON_OPS:
@@ -355,7 +375,13 @@ def _assignment_value(text: str, pos: int, *, cli: bool) -> tuple[int, int] | No
     stripped = value.rstrip(_TRAILING_PUNCT)
     if not stripped or is_placeholder(stripped):
         return None
-    if is_code_reference(stripped, spaced_assignment=spaced):
+    prose = op == ":" and text[end : end + 1] == " " and text[end + 1 : end + 2].isalpha()
+    if is_code_reference(
+        stripped,
+        spaced_assignment=spaced,
+        quoted_key=groups.get("kq") is not None,
+        prose_follows=prose,
+    ):
         return None
     return start, start + len(stripped)
 
@@ -372,6 +398,8 @@ def _authorization_value(text: str, pos: int) -> tuple[int, int] | None:
     if cred is None:
         return None
     value = cred.group().rstrip()
+    if value[0] in _STRUCTURE_START:
+        return None
     if scheme is None:
         value = value.rstrip(_TRAILING_PUNCT)
         if is_placeholder(value) or is_code_reference(value, spaced_assignment=True):
@@ -429,10 +457,14 @@ def _valid_ipv6_end(low: str, start: int, end: int) -> int | None:
 
 
 def _card_spans(text: str, start: int, end: int) -> Iterable[tuple[int, int]]:
+    """Runs of digit groups that form a card number. Written cards are 16 digits (15 for Amex)
+    in one run, or grouped starting with four digits (4-4-4-4, 4-6-5); anything else is a
+    number (ids and fixed-point constants pass Luhn one time in ten)."""
     groups = [(m.start() + start, m.end() + start)
               for m in re.finditer(r"[0-9]+", text[start:end])]
     i = 0
     while i < len(groups):
+        first_len = groups[i][1] - groups[i][0]
         digits = ""
         matched = False
         for j in range(i, len(groups)):
@@ -441,7 +473,10 @@ def _card_spans(text: str, start: int, end: int) -> Iterable[tuple[int, int]]:
             digits += text[groups[j][0] : groups[j][1]]
             if len(digits) > 19:
                 break
-            if len(digits) >= 13 and card_number_ok(digits):
+            shape_ok = first_len == 4 if j > i else (
+                len(digits) == 16 or (len(digits) == 15 and digits[:2] in ("34", "37"))
+            )
+            if len(digits) >= 13 and shape_ok and card_number_ok(digits):
                 yield groups[i][0], groups[j][1]
                 i = j + 1
                 matched = True

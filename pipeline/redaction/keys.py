@@ -52,7 +52,14 @@ _META_SUFFIXES = frozenset({
 _META_PREFIXES = frozenset({
     "is", "has", "use", "uses", "enable", "enabled", "require", "requires", "allow", "needs",
     "show", "hide", "skip", "no", "with", "without", "num", "n", "max", "min", "public", "pub",
-    "csrf",
+    "csrf", "input", "output", "next", "prev", "previous", "page", "continuation", "start",
+})
+# "pass" alone is a pass number or pass/fail far more often than a password; it counts only in
+# an environment-style name (DB_PASS) or after one of these words (db_pass, smtp_pass...).
+_PASS_OWNERS = frozenset({
+    "db", "database", "user", "admin", "root", "mysql", "smtp", "redis", "ldap", "ftp", "proxy",
+    "mail", "pg", "sql", "postgres", "key", "keystore", "store", "truststore", "basic", "ssh",
+    "login", "account", "my", "app", "api", "vault", "rabbitmq", "amqp", "mongo", "imap",
 })
 _NOT_SECRET_NAMES = frozenset({"pwd", "oldpwd", "pass"})
 """Whole names that are sensitive only inside a longer name (PWD is the working directory)."""
@@ -76,18 +83,22 @@ def classify_key(key: str) -> KeyKind:
     if len(parts) > 1 and (parts[-1] in _META_SUFFIXES or parts[0] in _META_PREFIXES):
         return KeyKind.NONE
     kind = KeyKind.NONE
+    env_style = _ENV_NAME.fullmatch(bare) is not None
     for i, part in enumerate(parts):
         nxt = parts[i + 1] if i + 1 < len(parts) else ""
+        if part == "pass" and not env_style and (i == 0 or parts[i - 1] not in _PASS_OWNERS):
+            continue
         if part in _PASSWORD_WORDS or part.endswith(_PASSWORD_SUFFIXES):
-            kind |= KeyKind.PASSWORD
-        elif (
-            part in _SECRET_WORDS
-            or part.endswith(_SECRET_SUFFIXES)
-            or part in _KEY_COMPOUNDS
-            or (nxt == "key" and part + nxt in _KEY_COMPOUNDS)
-        ):
-            kind |= KeyKind.SECRET
-    if kind and _ENV_NAME.fullmatch(bare) and _env_suffix(parts):
+            found, after = KeyKind.PASSWORD, nxt
+        elif part in _SECRET_WORDS or part.endswith(_SECRET_SUFFIXES) or part in _KEY_COMPOUNDS:
+            found, after = KeyKind.SECRET, nxt
+        elif nxt == "key" and part + nxt in _KEY_COMPOUNDS:
+            found, after = KeyKind.SECRET, parts[i + 2] if i + 2 < len(parts) else ""
+        else:
+            continue
+        if after not in _META_SUFFIXES:  # token_count_total: a count, not a token
+            kind |= found
+    if kind and env_style and _env_suffix(parts):
         kind |= KeyKind.ENV
     return kind
 
@@ -122,25 +133,48 @@ _TEMPLATE = re.compile(
 _CALL_OR_SUBSCRIPT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*[(\[]")
 _DOTTED_NAME = re.compile(r"[A-Za-z_]+(?:\.[A-Za-z_]+)+")
 _LETTERS_NAME = re.compile(r"[A-Za-z_]+")
+_WORDS_NAME = re.compile(r"[A-Za-z_][A-Za-z_. -]*")
 _KEYWORDISH = re.compile(r"(?i)pass|pwd|secret|token|key|cred|auth")
 
 
 def is_placeholder(value: str) -> bool:
     """Values that are obviously not a secret in any syntax (empty, masks, templates)."""
-    if not value or value.startswith("***"):
+    if not value or value.startswith(("***", "${", "{{", "$(", "%(")):
         return True
     return value.lower() in _PLACEHOLDERS or _TEMPLATE.fullmatch(value) is not None
 
 
-def is_code_reference(value: str, *, spaced_assignment: bool) -> bool:
-    """An unquoted value that reads as a variable, call or attribute, not a literal.
+def is_code_reference(
+    value: str,
+    *,
+    spaced_assignment: bool,
+    quoted_key: bool = False,
+    prose_follows: bool = False,
+) -> bool:
+    """An unquoted value that reads as a variable, call, attribute or constant, not a literal.
 
-    ``password = hashed`` (spaces around ``=``: code style) keeps letter-only names; a
-    ``password=hunter2`` shell/env/URL assignment is redacted. Letter-only names that contain
-    a secret word (``newPassword``, ``args.token``) are kept in every form.
+    ``password = hashed`` (spaces around ``=``: code style) keeps letter-only names and small
+    integer constants (``API_KEY = 0``); a ``password=hunter2`` shell/env/URL assignment is
+    redacted. Letter-only names that contain a secret word (``newPassword``, ``args.token``)
+    are kept in every form, and so are letter-only names after a quoted key
+    (``{'token': token_value}`` is Python or JS: JSON would quote the value, YAML rarely quotes
+    the key) or followed by more words (``:param password: the user's password``).
     """
     if _CALL_OR_SUBSCRIPT.match(value) or _DOTTED_NAME.fullmatch(value):
         return True
+    if spaced_assignment and value.isdigit() and len(value) <= 5:
+        return True
     if _LETTERS_NAME.fullmatch(value):
-        return spaced_assignment or _KEYWORDISH.search(value) is not None
+        return (
+            spaced_assignment
+            or quoted_key
+            or prose_follows
+            or _KEYWORDISH.search(value) is not None
+        )
     return False
+
+
+def is_named_reference(value: str) -> bool:
+    """A quoted letter-only word containing a secret word ("nextToken", "api_key_name"): a
+    name, which no generated token or key looks like (passwords excepted by the caller)."""
+    return _WORDS_NAME.fullmatch(value) is not None and _KEYWORDISH.search(value) is not None

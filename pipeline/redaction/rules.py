@@ -159,8 +159,8 @@ JWT = re.compile(
 # its END line (excerpts, truncated fields) is redacted to the end of its base64 body.
 PRIVATE_KEY = re.compile(
     r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:[^\x00]*?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
-    r"|[A-Za-z0-9+/=\s\\:,.-]*)"
+    r"(?:[^\x00]{16,}?-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----"
+    r"|[A-Za-z0-9+/=\s\\:,.-]{16,})"
 )
 
 # --- contextual secrets ---------------------------------------------------------------------
@@ -189,7 +189,7 @@ BARE_BASIC = re.compile(r"basic[ \t]+([a-z0-9+/]{6,}={0,2})(?![a-z0-9+/=])")
 # Anchored on "@" (the local part is found by walking back in Python: a pattern that starts
 # with a class would be tried at every position, and quadratic on long runs of word chars).
 EMAIL_DOMAIN = re.compile(r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-                          r"[A-Za-z]{2,24})(?![A-Za-z0-9-])")
+                          r"[A-Za-z]{2,24})(?![A-Za-z0-9])")
 EMAIL_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 # "image@2x.png" and friends: a file extension is not a top-level domain we expect in mail.
 _FILE_EXTENSIONS = (
