@@ -77,7 +77,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     loop = BatchingConsumer(
         name="archive",
         # confluent-kafka's overloaded commit() does not match the base's Protocol for mypy.
-        consumer=cast("KafkaConsumer", Consumer(consumer_config(settings.kafka, cfg.consumer_group))),
+        consumer=cast("KafkaConsumer", Consumer(consumer_config(
+            settings.kafka, cfg.consumer_group, **{"session.timeout.ms": cfg.session_timeout_ms}))),
         topics=[settings.topics.events],
         deserialize=serde.decode_event,
         sink=archiver,
