@@ -1,0 +1,147 @@
+"""The worker's per-message work, pure: ingest bytes in, clean event bytes or a dead letter out.
+
+No Kafka, no Faust, no clock of its own: the agent shell (redact_agent.py) feeds raw message
+values here one by one and produces whatever comes back. Order matters and is deliberate:
+
+decode -> enrich -> redact -> truncate -> validate -> encode -> size check
+
+Redaction runs before truncation so no cut can split a secret into a prefix that no rule
+matches; validation runs on the event as it will travel (after enrichment has filled what it
+can), so a dead letter for a broken rule already holds redacted data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import DecodeError, ErrorKind, ItemError, OversizedError, TransientError
+from pipeline.model import now_us as wall_clock_us
+from pipeline.serde import AvroSerde
+from pipeline.validation import validate_event
+from processors.deadletters import DeadLetterBuilder, RawRedactor, SourceMeta, TextRedactor
+from processors.enrich import enrich
+from processors.truncation import truncate_event
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CleanEvent", "DeadLetterOut", "EventProcessor", "Limits", "Outcome", "SourceMeta"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_field_bytes: int = 64 * 1024
+    max_event_bytes: int = 1024 * 1024
+    excerpt_chars: int = 4096
+    max_future_us: int = 3600 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class CleanEvent:
+    """A valid, redacted, enriched event, encoded for ``agent.telemetry.events``."""
+
+    key: bytes
+    """The session id: every topic is keyed by session."""
+    value: bytes
+    event_id: str
+    truncated: tuple[str, ...] = ()
+    """JSON pointers of the fields cut to ``max_field_bytes``."""
+    redacted: int = 0
+    """How many fields this stage redacted."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterOut:
+    """A DeadLetter record, encoded for ``agent.telemetry.dlq``."""
+
+    key: bytes | None
+    value: bytes
+    kind: ErrorKind
+    record: dict[str, Any]
+
+
+Outcome = CleanEvent | DeadLetterOut
+
+
+class EventProcessor:
+    """Compiled per-message processing for one configuration; holds no per-message state."""
+
+    def __init__(
+        self,
+        serde: AvroSerde,
+        redactor: TextRedactor,
+        raw_redactor: RawRedactor,
+        limits: Limits | None = None,
+        clock: Callable[[], int] = wall_clock_us,
+    ) -> None:
+        self._serde = serde
+        self._redactor = redactor
+        self._limits = limits = limits or Limits()
+        self._clock = clock
+        self._dead = DeadLetterBuilder(redactor, raw_redactor, limits.excerpt_chars)
+
+    def process(self, raw: bytes, meta: SourceMeta) -> Outcome:
+        """Never raises for a bad message; raises only ``TransientError`` (retry the batch)."""
+        try:
+            return self._process(raw, meta)
+        except TransientError:
+            raise
+        except Exception as exc:
+            # A bug must not stall the partition on one message forever: park it, loudly.
+            log.exception(
+                "unexpected error processing a message; dead-lettered",
+                extra={"topic": meta.topic, "partition": meta.partition, "offset": meta.offset},
+            )
+            return self._dead_bytes(raw, meta, ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def _process(self, raw: bytes, meta: SourceMeta) -> Outcome:
+        now = self._clock()
+        try:
+            event = self._serde.decode_event(raw)
+        except DecodeError as exc:
+            return self._dead_bytes(raw, meta, exc.kind, str(exc), now)
+        redacted = False
+        limits = self._limits
+        try:
+            event = enrich(event)
+            before = len(event.get("redacted_fields") or ())
+            event = self._redactor.redact_event(event)
+            redacted = True
+            event, truncated = truncate_event(event, limits.max_field_bytes)
+            event = validate_event(event, now_us=now, max_future_us=limits.max_future_us)
+            value = self._serde.encode_event(event)
+            if len(value) > limits.max_event_bytes:
+                raise OversizedError(
+                    f"event is {len(value)} bytes after truncating fields to "
+                    f"{limits.max_field_bytes}; the bound is {limits.max_event_bytes}"
+                )
+        except ItemError as exc:
+            record = self._dead.for_event(event, meta, exc.kind, str(exc), now, redacted=redacted)
+            return self._encode_dead(record, meta, exc.kind)
+        return CleanEvent(
+            key=event["session_id"].encode("utf-8"),
+            value=value,
+            event_id=event["event_id"],
+            truncated=tuple(truncated),
+            redacted=len(event.get("redacted_fields") or ()) - before,
+        )
+
+    def _dead_bytes(
+        self, raw: bytes, meta: SourceMeta, kind: ErrorKind, message: str, now: int | None = None
+    ) -> DeadLetterOut:
+        record = self._dead.for_bytes(
+            raw, meta, kind, message, self._clock() if now is None else now
+        )
+        return self._encode_dead(record, meta, kind)
+
+    def _encode_dead(
+        self, record: dict[str, Any], meta: SourceMeta, kind: ErrorKind
+    ) -> DeadLetterOut:
+        return DeadLetterOut(
+            key=self._dead.key_for(record, meta),
+            value=self._serde.encode("dev.agentwatch.DeadLetter", record),
+            kind=kind,
+            record=record,
+        )

@@ -1,0 +1,124 @@
+"""`agentwatch worker`: run the Faust app with its agents, /health and /metrics, until SIGTERM.
+
+Started by `agentwatch up` (pipeline/stack/components.py names ``processors.app``) as
+``python -m pipeline.cli worker``. Topics the worker reads and writes are created up front with
+the confluent-kafka admin client (pipeline/topics.py), not by Faust through aiokafka, whose
+topic creation is unreliable against Kafka 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("agentwatch.worker")
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(
+        "--no-create-topics", action="store_true",
+        help="do not create missing ingest/events/dlq topics before starting",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.observability import configure_logging
+    from pipeline.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, "agentwatch.worker")
+    if not args.no_create_topics:
+        _create_topics(settings)
+    worker, app = build_worker(settings)
+    code = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if app.crash_reason is not None:
+        log.error("worker crashed", extra={"reason": repr(app.crash_reason)})
+        return 1
+    return code
+
+
+def _create_topics(settings: Any) -> None:
+    from pipeline.topics import ensure_topics, topic_specs
+
+    own = {settings.topics.ingest, settings.topics.events, settings.topics.dlq}
+    created = ensure_topics(
+        settings.kafka, [s for s in topic_specs(settings.topics) if s.name in own]
+    )
+    if created:
+        log.info("created topics", extra={"topics": created})
+    from processors.tables import ensure_aggregate_topics
+
+    created = ensure_aggregate_topics(settings)
+    if created:
+        log.info("created topics", extra={"topics": created})
+
+
+def build_worker(settings: Any) -> tuple[Any, Any]:
+    """The Faust worker (app + agents + HTTP endpoint) for ``settings``; not started."""
+    import faust
+
+    from pipeline.redaction import RedactionSettings, Redactor, redact_raw
+    from pipeline.serde import serde_from_settings
+    from processors.app import create_app
+    from processors.delivery import CommitGate
+    from processors.http import HttpEndpoint, health_check
+    from processors.metrics import WorkerMetrics
+    from processors.redact_agent import RedactAgentConfig, attach_redact_agent
+    from processors.topics import define_topics
+    from processors.validate import EventProcessor, Limits
+
+    conf = settings.worker
+    serde = serde_from_settings(settings)
+    redactor = Redactor(getattr(settings, "redaction", None) or RedactionSettings())
+    processor = EventProcessor(
+        serde,
+        redactor,
+        functools.partial(redact_raw, redactor=redactor, max_chars=conf.dead_letter_excerpt_chars),
+        Limits(
+            max_field_bytes=conf.max_field_bytes,
+            max_event_bytes=conf.max_event_bytes,
+            excerpt_chars=conf.dead_letter_excerpt_chars,
+            max_future_us=int(conf.max_clock_skew_s * 1_000_000),
+        ),
+    )
+    app = create_app(settings)
+    # Faust creates its data dir but not the parents.
+    Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
+    topics = define_topics(app, settings, serde)
+    metrics = WorkerMetrics()
+    agent = attach_redact_agent(
+        app, topics, processor,
+        RedactAgentConfig(
+            events_topic=settings.topics.events,
+            dlq_topic=settings.topics.dlq,
+            batch_max=conf.batch_max,
+            batch_within_s=conf.batch_within_ms / 1000.0,
+        ),
+        metrics=metrics, gate=CommitGate(),
+    )
+    from processors.patterns.agent import attach_pattern_agent
+    from processors.widgets.agent import attach_widget_agent
+
+    aggregates = [attach_widget_agent(app, topics, settings, metrics.registry),
+                  attach_pattern_agent(app, topics, settings, metrics.registry)]
+    http = HttpEndpoint(
+        health_check(app, [agent, *aggregates], metrics, settings.worker.processing_guarantee),
+        metrics.registry,
+        settings.worker_http.host,
+        settings.worker_http.port,
+    )
+    worker = faust.Worker(
+        app, http,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    return worker, app
