@@ -43,6 +43,8 @@ COMMANDS: dict[str, CommandRef] = {
     "import": CommandRef("producers.transcripts.command",
                          "backfill sessions from Claude Code transcript JSONL files"),
     "emit": CommandRef("pipeline.emit_cmd", "publish one custom event (the SDK from a shell)"),
+    "simulate": CommandRef("producers.simulator.command",
+                           "send realistic simulated sessions to the collector (with ground truth)"),
     "sink clickhouse": CommandRef("consumers.clickhouse.sink",
                                   "load events, pattern alerts and dead letters into ClickHouse"),
     "sink archive": CommandRef("consumers.archive.sink",
