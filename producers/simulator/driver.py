@@ -126,8 +126,8 @@ class Driver:
         self.stats = DriveStats()
         self.accounting = Accounting()
 
-    async def _post_once(self, http: aiohttp.ClientSession, step: Step) -> None:
-        url, data, ctype = _request(step, self.target)
+    async def _post_once(self, http: aiohttp.ClientSession, url: str, data: bytes,
+                         ctype: str) -> None:
         started = time.perf_counter()
         try:
             async with http.post(url, data=data, headers={"Content-Type": ctype}) as resp:
@@ -155,8 +155,12 @@ class Driver:
         def on_retry(_exc: BaseException, _n: int, _wait: float) -> None:
             self.stats.retries += 1
 
+        # Built once: a retry must resend the same bytes (the collector derives OTLP event ids
+        # from them, so a resend after a lost response is counted once).
+        url, data, ctype = _request(step, self.target)
         try:
-            await retry_async(lambda: self._post_once(http, step), self.policy, on_retry=on_retry)
+            await retry_async(lambda: self._post_once(http, url, data, ctype), self.policy,
+                              on_retry=on_retry)
         except AgentwatchError:
             self.stats.failed += 1
             return False

@@ -21,12 +21,12 @@ EXPECTED_BY_HOOK: dict[str, tuple[str, ...]] = {
     "UserPromptSubmit": ("user.prompt",),
     "Notification": ("notification",),
     "PreToolUse": (),
-    "Stop": (),
-    "SubagentStart": (),
-    "SubagentStop": (),
+    "Stop": ("agent.state.transition",),
+    "SubagentStart": ("agent.state.transition",),
+    "SubagentStop": ("agent.state.transition",),
 }
-"""Events expected per hook that is not a finished tool call (assumed collector mapping; the
-tool calls' events are decided where the call is built). Change it here if the mapping moves."""
+"""Events the collector publishes per hook that is not a finished tool call (its hooks mapping;
+the tool calls' events are decided where the call is built). Change it here if that moves."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ class FakeCollector:
     """Answer the first N requests 503 + Retry-After: 0 (a full spool)."""
     status: int = 200
     url: str = ""
+    busy_logs_first: int = 0
+    """Answer the first N OTLP requests 503 (keeping their bodies in ``refused_logs``)."""
+    refused_logs: list[bytes] = field(default_factory=list)
+    raw_logs: list[bytes] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -34,6 +38,11 @@ class FakeCollector:
             return web.Response(status=503, headers={"Retry-After": "0"})
         if self.status != 200:
             return web.Response(status=self.status)
+        if request.path == "/v1/logs" and len(self.refused_logs) < self.busy_logs_first:
+            self.refused_logs.append(body)
+            return web.Response(status=503, headers={"Retry-After": "0"})
+        if request.path == "/v1/logs":
+            self.raw_logs.append(body)
         if request.path == "/hooks":
             assert request.content_type == "application/json"
             self.hooks.append(json.loads(body))
@@ -90,6 +99,14 @@ async def test_a_busy_collector_is_retried_not_lost(collector: FakeCollector) ->
     assert (stats.sent, stats.failed, stats.retries) == (steps, 0, 3)
     assert stats.statuses[503] == 3
     assert truth.to_json()["payloads_total"] == steps
+
+
+async def test_a_retried_otlp_request_is_resent_byte_for_byte(collector: FakeCollector) -> None:
+    collector.busy_logs_first = 2
+    stats, _ = await simulate(Target.from_base(collector.url), sessions=1, scenario="clean", seed=2)
+    assert stats.failed == 0 and stats.retries == 2
+    # Same time stamp, same bytes: the collector's content-derived event id stays the same.
+    assert collector.refused_logs == [collector.raw_logs[0]] * 2
 
 
 async def test_refused_payloads_are_counted_as_failed(collector: FakeCollector) -> None:
