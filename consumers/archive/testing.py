@@ -1,18 +1,28 @@
-"""Doubles and sample data for the archive's tests and benchmarks (no test framework needed).
+"""Doubles, sample data and a process harness for the archive's tests and benchmarks.
 
 ``MemoryTarget`` is an in-memory ``ArchiveTarget`` that can be told to fail; ``FakeClock``
-drives the replay engine without waiting; ``sample_session`` builds a realistic session.
+drives the replay engine without waiting; ``sample_session`` builds a realistic session;
+``SinkProcess`` and ``EventsTopic`` run the real sink as a child process against real Kafka.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from consumers.archive.targets import ObjectWriter
 from pipeline import model
 from pipeline.errors import TransientError
+from pipeline.serde import AvroSerde
 
 
 class MemoryTarget:
@@ -125,3 +135,90 @@ def sample_session(
     out.append(model.new_event(last_type, session_id, last_payload, source="hook",
                                timestamp_us=start_us + (events - 1) * step))
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+class SinkProcess:
+    """`agentwatch sink archive` as a child process, configured only through the environment."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = int(env["AGENTWATCH_ARCHIVE_SINK_HTTP__PORT"])
+        self._log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "sink", "archive"],
+            env={**os.environ, **env}, stdout=self._log, stderr=self._log)
+        wait_for("the archive sink's /health", self.healthy)
+
+    def healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"archive sink exited with {self.proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=60) == 0, "archive sink did not stop cleanly on SIGTERM"
+        self._log.close()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._log.close()
+
+
+class EventsTopic:
+    """Produces events to a topic and reads the committed offsets of a consumer group."""
+
+    def __init__(self, bootstrap: str, name: str, group: str, partitions: int) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self.name = name
+        self.partitions = partitions
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        self.watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                                 "enable.auto.commit": False})
+        self.produced = 0
+        self._serde = AvroSerde()
+
+    def produce(self, events: Sequence[dict[str, Any]], pause_s: float = 0.0) -> None:
+        for event in events:
+            self.producer.produce(self.name, key=event["session_id"].encode(),
+                                  value=self._serde.encode_event(event))
+            self.produced += 1
+            if pause_s:
+                self.producer.poll(0)
+                time.sleep(pause_s)
+        assert self.producer.flush(30) == 0
+
+    def committed(self) -> int:
+        """Messages the sink's group has committed, over all partitions."""
+        from confluent_kafka import TopicPartition
+
+        tps = [TopicPartition(self.name, p) for p in range(self.partitions)]
+        return sum(max(tp.offset, 0) for tp in self.watcher.committed(tps, timeout=10))
+
+    def close(self) -> None:
+        self.watcher.close()

@@ -3,115 +3,31 @@ restarts (clean and kill -9) and an S3 outage end in exactly one recording per s
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 
 from consumers.archive.compaction import pending_segments
 from consumers.archive.jsonl import iter_events
 from consumers.archive.layout import RECORDINGS
 from consumers.archive.manifest import read_manifest
 from consumers.archive.targets import ArchiveTarget, FileTarget, S3Target, s3_client
-from consumers.archive.testing import sample_session
-from pipeline.serde import AvroSerde
+from consumers.archive.testing import (
+    EventsTopic,
+    SinkProcess,
+    free_port,
+    sample_session,
+    wait_for,
+)
 from pipeline.settings import S3Settings
 
 pytestmark = pytest.mark.integration
 
-SERDE = AvroSerde()
-WAIT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
-class SinkProcess:
-    """`agentwatch sink archive` as a child process, configured only through the environment."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = int(env["AGENTWATCH_ARCHIVE_SINK_HTTP__PORT"])
-        self._log = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "sink", "archive"],
-            env={**os.environ, **env}, stdout=self._log, stderr=self._log)
-        wait_for("the archive sink's /health", self.healthy)
-
-    def healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"archive sink exited with {self.proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name) and not line.startswith("#"))
-
-    def terminate(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=60) == 0, "archive sink did not stop cleanly on SIGTERM"
-        self._log.close()
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self._log.close()
-
-
-class Topic:
-    def __init__(self, bootstrap: str, name: str, group: str, partitions: int) -> None:
-        self.name = name
-        self.partitions = partitions
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-        self.watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                                 "enable.auto.commit": False})
-        self.produced = 0
-
-    def produce(self, events: Sequence[dict[str, Any]], pause_s: float = 0.0) -> None:
-        for event in events:
-            self.producer.produce(self.name, key=event["session_id"].encode(),
-                                  value=SERDE.encode_event(event))
-            self.produced += 1
-            if pause_s:
-                self.producer.poll(0)
-                time.sleep(pause_s)
-        assert self.producer.flush(30) == 0
-
-    def committed(self) -> int:
-        """Messages the sink's group has committed, over all partitions."""
-        tps = [TopicPartition(self.name, p) for p in range(self.partitions)]
-        return sum(max(tp.offset, 0) for tp in self.watcher.committed(tps, timeout=10))
-
-    def close(self) -> None:
-        self.watcher.close()
 
 
 def interleave(*sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,7 +47,7 @@ def recording_of(target: ArchiveTarget, session_id: str) -> list[dict[str, Any]]
 
 @pytest.fixture
 def kafka_env(kafka_bootstrap: str, kafka_topic: Callable[..., str],
-              unique_name: Callable[[str], str]) -> Iterator[tuple[dict[str, str], Topic]]:
+              unique_name: Callable[[str], str]) -> Iterator[tuple[dict[str, str], EventsTopic]]:
     events = kafka_topic("archive.events", partitions=3)
     dlq = kafka_topic("archive.dlq")
     group = unique_name("archive")
@@ -147,7 +63,7 @@ def kafka_env(kafka_bootstrap: str, kafka_topic: Callable[..., str],
         "AGENTWATCH_ARCHIVE_SINK_HTTP__PORT": str(free_port()),
         "AGENTWATCH_LOG_LEVEL": "INFO",
     }
-    topic = Topic(kafka_bootstrap, events, group, partitions=3)
+    topic = EventsTopic(kafka_bootstrap, events, group, partitions=3)
     yield env, topic
     topic.close()
 
@@ -158,7 +74,7 @@ def _s3_target(endpoint: str, bucket: str, prefix: str) -> S3Target:
 
 @pytest.mark.parametrize("kind", ["file", "s3"])
 def test_two_hour_session_with_three_restarts_is_one_exact_recording(
-    kind: str, kafka_env: tuple[dict[str, str], Topic], s3_endpoint: str, tmp_path: Path,
+    kind: str, kafka_env: tuple[dict[str, str], EventsTopic], s3_endpoint: str, tmp_path: Path,
     unique_name: Callable[[str], str],
 ) -> None:
     env, topic = kafka_env
@@ -245,7 +161,7 @@ class PrivateS3:
 
 
 def test_s3_outage_loses_nothing_and_the_sink_resumes(
-    kafka_env: tuple[dict[str, str], Topic], tmp_path: Path, unique_name: Callable[[str], str],
+    kafka_env: tuple[dict[str, str], EventsTopic], tmp_path: Path, unique_name: Callable[[str], str],
 ) -> None:
     # The outage lasts ~12 s here (not minutes) to keep the suite fast; the sink's retry backoff
     # is capped at 30 s, so a longer outage only adds waiting, not a different code path.
