@@ -220,7 +220,7 @@ def excerpt(text: str, limit: int) -> str | None:
     return text[:head] + marker + text[len(text) - (keep - head):]
 
 
-def test_counts(output: str) -> dict[str, str]:
+def result_counts(output: str) -> dict[str, str]:
     """pytest-style ``3 passed, 1 failed`` counts from the tail of the output, as metadata."""
     counts: dict[str, str] = {}
     for number, word in _PYTEST_COUNTS.findall(output[-4000:]):

@@ -300,7 +300,7 @@ def command_drafts(tool_input: dict[str, Any], response: dict[str, Any],
     if kind is not None:
         run_meta = {"runner": kind.tool, **meta}
         if kind.kind == "test":
-            counts = commands.test_counts(stdout)
+            counts = commands.result_counts(stdout)
             failures = any(counts.get(k, "0") != "0" for k in ("tests.failed", "tests.errors"))
             outcome_word = ("errored" if interrupted else
                             "failed" if failures else
