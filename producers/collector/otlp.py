@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import math
@@ -75,9 +74,10 @@ def _hex_ids_to_base64(node: Any) -> Any:
     if isinstance(node, dict):
         for key, value in node.items():
             if key in _ID_KEYS and isinstance(value, str) and value:
-                # A value that is not hex is left as is: already base64 (a deviating exporter).
-                with contextlib.suppress(ValueError):
+                try:
                     node[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                except ValueError:
+                    raise OtlpDecodeError(f"{key} is not hex, as OTLP/JSON wants") from None
             else:
                 _hex_ids_to_base64(value)
     elif isinstance(node, list):
@@ -103,6 +103,25 @@ def decode_request(signal: str, body: bytes, content_type: str) -> Message:
             binascii.Error, RecursionError) as exc:
         raise OtlpDecodeError(f"not an OTLP {signal} export request: {type(exc).__name__}") from exc
     return message
+
+
+def _base64_ids_to_hex(node: Any) -> Any:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _ID_KEYS and isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+            else:
+                _base64_ids_to_hex(value)
+    elif isinstance(node, list):
+        for item in node:
+            _base64_ids_to_hex(item)
+    return node
+
+
+def to_json(message: Message) -> bytes:
+    """OTLP/JSON of a protobuf request as the spec writes it (hex ids, camelCase, enum numbers)."""
+    doc = json_format.MessageToDict(message, use_integers_for_enums=True)
+    return json.dumps(_base64_ids_to_hex(doc)).encode()
 
 
 def encode_response(signal: str, as_json: bool) -> tuple[bytes, str]:
