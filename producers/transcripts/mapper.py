@@ -1,7 +1,8 @@
 """Transcript lines to TelemetryEvents: pure and deterministic, one mapper per file.
 
-* tool_use (assistant line) + tool_result (later user line) -> one file/command/... event,
-  emitted when the result arrives (timestamp = result, duration = result - use);
+* tool_use (assistant line) + tool_result (later user line) -> the events the collector makes of
+  the same call's PreToolUse / PostToolUse hooks (``tools``), timed at the result line; a call
+  whose result never comes becomes ``tool.unfinished``, like a hook whose Post never arrives;
 * assistant ``message.usage`` -> one ``llm.request`` per API response. Claude Code writes one
   line per content block and repeats the response's usage on each, with ``output_tokens`` still
   growing while it streams, so lines are folded by (message.id, requestId) keeping each counter's
@@ -9,9 +10,9 @@
 * a user line with text -> ``user.prompt``; the main file's first and last lines ->
   ``session.started`` / ``session.ended`` (inferred, marked in metadata).
 
-Every event_id is a UUIDv5 of a key that names what the event describes (the tool_use id, the
-response's ids, the line's uuid), so importing a file twice yields the same ids and the sinks,
-idempotent on event_id, keep one copy.
+Every event_id is a UUIDv5 of what the event describes (tool events: the collector's scheme over
+session, tool_use_id and hook; usage: the response's ids; prompts: the line's uuid), so
+importing a file twice yields the same ids and the sinks, idempotent on event_id, keep one copy.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ from typing import Any
 from pipeline import model
 from pipeline.errors import ItemError
 from pipeline.validation import validate_event
+from producers.collector.tools import Draft
 from producers.transcripts.lines import Line, parse_timestamp
 from producers.transcripts.tools import (
-    Mapped,
     ToolCall,
-    ToolOutcome,
-    map_tool,
+    ToolResult,
+    finished_drafts,
+    hook_event_id,
     result_text,
-    summarize_input,
+    started_drafts,
+    unfinished_draft,
+    unfinished_event_id,
 )
 
 Event = dict[str, Any]
@@ -132,10 +136,12 @@ def _str(value: Any) -> str | None:
 class TranscriptMapper:
     """Feed a file's lines in order with ``feed``, then call ``finish`` once."""
 
-    def __init__(self, ctx: FileContext, *, max_pending_usage: int = 10_000) -> None:
+    def __init__(self, ctx: FileContext, *, max_pending_usage: int = 10_000,
+                 max_pending_tools: int = 10_000) -> None:
         self.ctx = ctx
         self.stats = FileStats()
         self._max_pending_usage = max_pending_usage
+        self._max_pending_tools = max_pending_tools
         self._usage: OrderedDict[str, _Usage] = OrderedDict()
         self._tools: dict[str, _Pending] = {}
         self._done_tools: set[str] = set()
@@ -163,12 +169,15 @@ class TranscriptMapper:
         self, event_type: str, key: str, ts: int, session_id: str, payload: dict[str, Any], *,
         sidechain: bool = False, prompt_id: str | None = None, tool_use_id: str | None = None,
         severity: str | None = None, metadata: Mapping[str, str] | None = None,
+        event_id: str | None = None, task_id: str | None = None,
     ) -> Event | None:
+        """``key`` names the event (its id is derived from it) unless ``event_id`` is given."""
         try:
             event = model.new_event(
                 event_type, session_id, payload, source=model.Source.TRANSCRIPT.value,
-                event_id=stable_event_id(key), timestamp_us=ts, severity=severity,
+                event_id=event_id or stable_event_id(key), timestamp_us=ts, severity=severity,
                 prompt_id=prompt_id, tool_use_id=tool_use_id,
+                task_id=task_id or self.ctx.agent_id,
                 metadata=self._metadata(sidechain, metadata),
             )
             event = validate_event(event)
@@ -227,22 +236,34 @@ class TranscriptMapper:
         sidechain = record.get("isSidechain") is True
         prompt_id = _str(record.get("promptId"))
         content = message.get("content")
+        out: list[Event] = []
         for block in content if isinstance(content, list) else ():
             if not isinstance(block, Mapping) or block.get("type") != "tool_use":
                 continue
             tool_id, name = _str(block.get("id")), _str(block.get("name"))
             if tool_id is None or name is None:
                 continue
-            call = ToolCall(tool_id, name, summarize_input(name, block.get("input")), ts,
-                            _str(record.get("cwd")))
-            self._tools[tool_id] = _Pending(call, session_id, prompt_id, sidechain)
+            tool_input = block.get("input")
+            call = ToolCall(tool_id, name, dict(tool_input) if isinstance(tool_input, Mapping) else {},
+                            ts, _str(record.get("cwd")))
+            pending = _Pending(call, session_id, prompt_id, sidechain)
+            out += self._remember(tool_id, pending)
+            out += self._tool_events(pending, started_drafts(call), "PreToolUse", ts)
         model_name = _str(message.get("model"))
         usage = message.get("usage")
         if not isinstance(usage, Mapping) or model_name is None or model_name == SYNTHETIC_MODEL:
-            return []
+            return out
         self._model = self._model or model_name
-        return self._fold_usage(record, message, usage, ts, session_id, model_name=model_name,
-                                sidechain=sidechain)
+        return out + self._fold_usage(record, message, usage, ts, session_id,
+                                      model_name=model_name, sidechain=sidechain)
+
+    def _remember(self, tool_id: str, pending: _Pending) -> list[Event]:
+        self._tools[tool_id] = pending
+        out: list[Event] = []
+        while len(self._tools) > self._max_pending_tools:
+            # Calls whose result never came: published as unfinished rather than kept forever.
+            out += self._unfinished(self._tools.pop(next(iter(self._tools))))
+        return out
 
     def _fold_usage(
         self, record: Mapping[str, Any], message: Mapping[str, Any], usage: Mapping[str, Any],
@@ -290,10 +311,8 @@ class TranscriptMapper:
         blocks = [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
         results = [b for b in blocks if b.get("type") == "tool_result"]
         if results:
-            structured = record.get("toolUseResult")
-            shared = structured if isinstance(structured, Mapping) and len(results) == 1 else {}
-            out = [self._tool_result(block, shared, ts) for block in results]
-            return [e for e in out if e is not None]
+            structured = record.get("toolUseResult") if len(results) == 1 else None
+            return [e for block in results for e in self._tool_result(block, structured, ts)]
         if record.get("isMeta") is True or record.get("isCompactSummary") is True:
             return []
         if self.ctx.is_subagent:
@@ -311,9 +330,7 @@ class TranscriptMapper:
                             prompt_id=_str(record.get("promptId")))
         return [event] if event is not None else []
 
-    def _tool_result(
-        self, block: Mapping[str, Any], structured: Mapping[str, Any], ts: int
-    ) -> Event | None:
+    def _tool_result(self, block: Mapping[str, Any], structured: Any, ts: int) -> list[Event]:
         tool_id = _str(block.get("tool_use_id"))
         pending = self._tools.pop(tool_id, None) if tool_id else None
         if pending is None:
@@ -321,21 +338,40 @@ class TranscriptMapper:
                 self.stats.duplicate_tool_results += 1
             else:
                 self.stats.orphan_tool_results += 1
-            return None
+            return []
         self._done_tools.add(pending.call.tool_use_id)
-        outcome = ToolOutcome(is_error=block.get("is_error") is True,
-                              text=result_text(block.get("content")), finished_us=ts,
-                              structured=structured)
-        return self._tool_event(pending, map_tool(pending.call, outcome), ts)
+        is_error = block.get("is_error") is True
+        result = ToolResult(is_error=is_error, text=result_text(block.get("content")),
+                            finished_us=ts, structured=structured)
+        hook = "PostToolUseFailure" if is_error else "PostToolUse"
+        return self._tool_events(pending, finished_drafts(pending.call, result), hook, ts)
 
-    def _tool_event(self, pending: _Pending, mapped: Mapped, ts: int) -> Event | None:
-        call = pending.call
-        return self._event(
-            mapped.event_type, f"tool:{call.tool_use_id}", ts, pending.session_id,
-            mapped.payload, sidechain=pending.sidechain, prompt_id=pending.prompt_id,
-            tool_use_id=call.tool_use_id, severity=mapped.severity,
-            metadata={"tool": call.name, **mapped.metadata},
-        )
+    def _tool_events(self, pending: _Pending, drafts: list[Draft], hook: str,
+                     ts: int) -> list[Event]:
+        call, out = pending.call, []
+        for draft in drafts:
+            event = self._event(
+                draft.event_type, "", ts, pending.session_id, draft.payload,
+                sidechain=pending.sidechain, prompt_id=pending.prompt_id,
+                tool_use_id=call.tool_use_id, severity=draft.severity, metadata=draft.metadata,
+                event_id=hook_event_id(pending.session_id, call.tool_use_id, hook,
+                                       draft.event_type),
+                task_id=draft.task_id,
+            )
+            if event is not None:
+                out.append(event)
+        return out
+
+    def _unfinished(self, pending: _Pending) -> list[Event]:
+        self.stats.unpaired_tool_uses += 1
+        draft = unfinished_draft(pending.call)
+        event = self._event(
+            draft.event_type, "", pending.call.started_us, pending.session_id, draft.payload,
+            sidechain=pending.sidechain, prompt_id=pending.prompt_id,
+            tool_use_id=pending.call.tool_use_id, severity=draft.severity,
+            metadata=draft.metadata,
+            event_id=unfinished_event_id(pending.session_id, pending.call.tool_use_id))
+        return [event] if event is not None else []
 
     # -- end of file ----------------------------------------------------------------------
 
@@ -343,11 +379,7 @@ class TranscriptMapper:
         out: list[Event | None] = []
         for pending in self._tools.values():
             # Interrupted, or the file ends mid-call (a live session): the call still happened.
-            self.stats.unpaired_tool_uses += 1
-            mapped = map_tool(pending.call, None)
-            mapped = Mapped(mapped.event_type, mapped.payload, mapped.severity,
-                            {**mapped.metadata, "result": "missing"})
-            out.append(self._tool_event(pending, mapped, pending.call.started_us))
+            out += self._unfinished(pending)
         self._tools.clear()
         while self._usage:
             key, usage = self._usage.popitem(last=False)

@@ -122,8 +122,8 @@ def test_import_reads_back_from_kafka_and_is_idempotent(
     topic = kafka_topic("import", partitions=2)
     expected = _expected(transcripts)
     assert Counter(e["event_type"] for e in expected.values()) == {
-        "user.prompt": 1, "command.executed": 1, "file.write": 1, "file.read": 1,
-        "llm.request": 3, "session.started": 1, "session.ended": 1,
+        "user.prompt": 1, "command.executed": 1, "build.completed": 1, "file.write": 1,
+        "file.read": 1, "llm.request": 3, "session.started": 1, "session.ended": 1,
     }
 
     report = _import(transcripts, topic, kafka_bootstrap)

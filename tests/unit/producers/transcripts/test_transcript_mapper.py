@@ -41,14 +41,25 @@ def _map(path: Path, **kwargs: Any) -> tuple[list[dict[str, Any]], TranscriptMap
 
 
 def _by_tool(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {e["tool_use_id"]: e for e in events if e["tool_use_id"]}
+    """tool_use_id -> its main event (a Bash test run also has a test.executed: see _tool_events)."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e["tool_use_id"] and e["event_type"] not in ("test.executed", "build.completed",
+                                                       "agent.task.started"):
+            out[e["tool_use_id"]] = e
+    return out
+
+
+def _tool_events(events: list[dict[str, Any]], tool_use_id: str) -> dict[str, dict[str, Any]]:
+    return {e["event_type"]: e for e in events if e["tool_use_id"] == tool_use_id}
 
 
 def test_session_maps_to_the_expected_events(write_transcript: Callable[..., Path]) -> None:
     events, mapper = _map(write_transcript())
     assert Counter(e["event_type"] for e in events) == {
-        "user.prompt": 1, "command.executed": 3, "file.write": 2, "file.read": 1,
-        "file.search": 1, "agent.task.completed": 1, "tool.executed": 1, "llm.request": 8,
+        "user.prompt": 1, "command.executed": 2, "test.executed": 1, "build.completed": 1,
+        "file.write": 2, "file.read": 1, "file.search": 1, "agent.task.started": 1,
+        "agent.task.completed": 1, "other": 2, "llm.request": 8,
         "session.started": 1, "session.ended": 1,
     }
     assert all(e["session_id"] == SID and e["source"] == "transcript" for e in events)
@@ -93,12 +104,16 @@ def test_tool_pairs_carry_results(write_transcript: Callable[..., Path]) -> None
     assert (ok["binary"], ok["args"], ok["exit_code"]) == ("pytest", ["-q", "tests/test_api.py"], 0)
     assert ok["duration_ms"] == 4500 and ok["stdout_excerpt"] == "1 passed in 0.41s\n"
     assert tools["toolu_bash1"]["timestamp"] == 1772359207500000  # the result's time
+    test_run = _tool_events(events, "toolu_bash1")["test.executed"]["payload"][1]
+    assert (test_run["suite"], test_run["outcome"]) == ("pytest", "passed")
     failed = tools["toolu_bash2"]
     assert failed["payload"][1]["binary"] == "make"
     assert failed["payload"][1]["args"] == ["build", "-j4"]
     assert failed["payload"][1]["exit_code"] == 2
     assert "expected ';'" in failed["payload"][1]["stderr_excerpt"]
     assert failed["severity"] == "warning"
+    build = _tool_events(events, "toolu_bash2")["build.completed"]
+    assert build["payload"][1]["outcome"] == "failure"
     edit = tools["toolu_edit1"]["payload"][1]
     assert (edit["path"], edit["lines_added"], edit["lines_removed"]) == ("/home/me/app/api.py", 2, 1)
     write = tools["toolu_write1"]["payload"][1]
@@ -110,18 +125,38 @@ def test_tool_pairs_carry_results(write_transcript: Callable[..., Path]) -> None
     assert task["event_type"] == "agent.task.completed"
     assert task["payload"][1]["agent_name"] == "Explore"
     assert task["payload"][1]["duration_ms"] == 29800
+    assert _tool_events(events, "toolu_task1")["agent.task.started"]["task_id"] == "toolu_task1"
     other = tools["toolu_mcp1"]
     assert other["payload"][0] == "dev.agentwatch.OtherEvent"
-    assert other["payload"][1]["name"] == "mcp__github__create_issue"
-    assert json.loads(other["payload"][1]["json"])["completed"] is True
+    assert other["payload"][1]["name"] == "tool.mcp__github__create_issue"
+    assert json.loads(other["payload"][1]["json"])["tool_input"] == {"title": "x"}
 
 
 def test_unpaired_tool_use_is_emitted_at_end_of_file(write_transcript: Callable[..., Path]) -> None:
     events, mapper = _map(write_transcript())
     dangling = _by_tool(events)["toolu_bash3"]
-    assert dangling["metadata"]["result"] == "missing"
-    assert dangling["payload"][1]["exit_code"] is None
+    assert dangling["event_type"] == "other" and dangling["metadata"]["outcome"] == "unfinished"
+    assert dangling["payload"][1]["name"] == "tool.unfinished"
+    assert json.loads(dangling["payload"][1]["json"])["tool_input"]["command"] == "sleep 100"
     assert mapper.stats.unpaired_tool_uses == 1
+
+
+def test_tool_events_get_the_ids_the_collector_gives_the_same_hooks(
+    write_transcript: Callable[..., Path],
+) -> None:
+    from producers.collector.hooks import HookContext, HookState, map_hook
+
+    events, _ = _map(write_transcript())
+    ours = _tool_events(events, "toolu_bash2")
+    hook = {"session_id": SID, "hook_event_name": "PostToolUseFailure", "cwd": "/home/me/app",
+            "tool_name": "Bash", "tool_use_id": "toolu_bash2",
+            "tool_input": {"command": "FOO=1 make build -j4"},
+            "error": "Exit code 2\napi.c:3:1: error: expected ';'", "is_interrupt": False}
+    live = {e["event_type"]: e for e in map_hook(hook, HookContext(received_us=1), HookState())}
+    assert {t: e["event_id"] for t, e in ours.items()} == {t: e["event_id"] for t, e in live.items()}
+    for field_name in ("binary", "args", "exit_code"):
+        assert (ours["command.executed"]["payload"][1][field_name]
+                == live["command.executed"]["payload"][1][field_name])
 
 
 def test_import_is_idempotent(write_transcript: Callable[..., Path]) -> None:
@@ -246,5 +281,5 @@ def test_report_totals(write_transcript: Callable[..., Path], tmp_path: Path) ->
     totals = report.totals()
     assert totals["files"] == 1 and totals["unreadable_files"] == 1
     assert totals["bad_lines"] == 2 and totals["unknown_line_types"] == {"brand-new-line-type": 1}
-    assert totals["events_total"] == 20 and totals["published"] == 0
+    assert totals["events_total"] == 23 and totals["published"] == 0
     json.dumps(report.to_json())
