@@ -130,6 +130,34 @@ class ClickHouseSinkSettings(_Section):
     """On SIGTERM, how long the last flush is retried before exiting without committing it."""
 
 
+class RetentionSettings(_Section):
+    """How long ClickHouse keeps rows; `agentwatch retention apply` enforces it. 0 = forever."""
+
+    debug_days: int = Field(default=7, ge=0)
+    """Events (and pattern alerts) of severity debug."""
+    info_days: int = Field(default=30, ge=0)
+    """Severity info (also any severity not in this list)."""
+    warning_days: int = Field(default=90, ge=0)
+    """Severity warning."""
+    error_days: int = Field(default=365, ge=0)
+    """Severity error."""
+    critical_days: int = Field(default=0, ge=0)
+    """Severity critical (0: kept indefinitely)."""
+    user_days: dict[str, int] = Field(default_factory=dict)
+    """Per-user override, JSON {"user": days}: replaces the severity rules for that user's
+    events (0 keeps them forever)."""
+    user_key: str = Field(default="user_id", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    """Event metadata key that names the user (events carry no user column yet)."""
+    dead_letter_days: int = Field(default=30, ge=0)
+    """Dead letters (same as the DLQ topic's retention)."""
+    session_days: int = Field(default=365, ge=0)
+    """Session rows, counted from the session's last event."""
+    rollup_days: int = Field(default=0, ge=0)
+    """Hourly rollup tables (aggregates without event content); whole months are dropped."""
+    mutation_timeout_s: float = Field(default=300.0, gt=0)
+    """How long `retention apply` waits for ClickHouse to finish each row deletion."""
+
+
 class S3Settings(_Section):
     endpoint_url: str | None = "http://127.0.0.1:5000"
     """S3 API endpoint; empty/None means AWS itself."""
@@ -410,6 +438,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     clickhouse_sink: ClickHouseSinkSettings = ClickHouseSinkSettings()
+    retention: RetentionSettings = RetentionSettings()
     s3: S3Settings = S3Settings()
     archive: ArchiveSettings = ArchiveSettings()
     collector: CollectorSettings = CollectorSettings()
