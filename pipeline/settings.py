@@ -128,6 +128,8 @@ class ClickHouseSinkSettings(_Section):
     """Send/receive timeout of one ClickHouse call; keep it far below max.poll.interval.ms."""
     shutdown_timeout_s: float = Field(default=20.0, ge=0)
     """On SIGTERM, how long the last flush is retried before exiting without committing it."""
+    session_timeout_s: float = Field(default=30.0, ge=6, le=300)
+    """Kafka group session timeout: how soon a killed sink's partitions move to a live one."""
 
 
 class RetentionSettings(_Section):
