@@ -243,7 +243,9 @@ class BatchingConsumer(Generic[T]):
         if self._retry_at is not None and self._clock() >= self._retry_at:
             self._flush()
             return
-        messages = self._consumer.consume(num_messages=self._cfg.consume_max,
+        # Never fetch past a full batch: batches stay within max_records.
+        room = max(1, self._cfg.max_records - self._buffered)
+        messages = self._consumer.consume(num_messages=min(self._cfg.consume_max, room),
                                           timeout=self._poll_timeout())
         for message in messages:
             self._take(message)

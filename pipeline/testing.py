@@ -249,3 +249,51 @@ class FakeConsumer:
                 callback(self, [_Tp(tp.topic, tp.partition) for tp in self.assigned])
         self.assigned = []
         self.closed = True
+
+
+# -- synthetic events --------------------------------------------------------------------------
+
+
+def synthetic_events(count: int, *, sessions: int = 50, seed: int = 0,
+                     start_us: int | None = None, step_us: int = 1_000) -> list[dict[str, Any]]:
+    """``count`` valid events spread over ``sessions`` sessions and every payload family with
+    typed columns, deterministic for a seed: load for sink tests and benchmarks."""
+    import random
+
+    from pipeline.model import new_event, now_us
+
+    rng = random.Random(seed)
+    base = now_us() - count * step_us if start_us is None else start_us
+    session_ids = [f"sess-{seed}-{i:05d}" for i in range(sessions)]
+    makers: list[Callable[[int], tuple[str, dict[str, Any]]]] = [
+        lambda i: ("file.write", {"path": f"src/m{i % 97}.py", "lines_added": i % 40,
+                                  "lines_removed": i % 7, "size_bytes": 100 + i}),
+        lambda i: ("file.read", {"path": f"src/m{i % 97}.py"}),
+        lambda i: ("command.executed", {"binary": rng.choice(["pytest", "git", "make", "ruff"]),
+                                        "args": ["-q"], "exit_code": rng.choice([0, 0, 0, 1]),
+                                        "duration_ms": rng.randint(5, 5_000),
+                                        "cpu_user_ms": rng.randint(1, 900)}),
+        lambda i: ("test.executed", {"suite": "unit", "test_name": f"test_{i % 301}",
+                                     "outcome": rng.choice(["passed", "passed", "failed"]),
+                                     "duration_ms": rng.randint(1, 800)}),
+        lambda i: ("build.completed", {"component": rng.choice(["api", "web", "cli"]),
+                                       "outcome": rng.choice(["success", "failure"]),
+                                       "duration_ms": rng.randint(100, 60_000)}),
+        lambda i: ("llm.request", {"model": rng.choice(["claude-opus", "claude-sonnet"]),
+                                   "input_tokens": rng.randint(100, 9_000),
+                                   "output_tokens": rng.randint(10, 2_000),
+                                   "cost_usd": round(rng.random() / 10, 5),
+                                   "duration_ms": rng.randint(200, 9_000)}),
+        lambda i: ("network.request", {"protocol": "https", "domain": "pypi.org",
+                                       "status_code": 200, "duration_ms": rng.randint(5, 500)}),
+        lambda i: ("resource.sample", {"memory_mib": 256.0 + i % 100, "cpu_pct": 12.5}),
+        lambda i: ("agent.task.progress", {"agent_name": "main", "progress_pct": float(i % 100)}),
+        lambda i: ("user.prompt", {"prompt_length": 42, "prompt_excerpt": "fix the tests"}),
+    ]
+    out = []
+    for i in range(count):
+        event_type, payload = makers[i % len(makers)](i)
+        out.append(new_event(event_type, session_ids[rng.randrange(sessions)], payload,
+                             source="simulator", timestamp_us=base + i * step_us,
+                             metadata={"n": str(i)}))
+    return out

@@ -116,7 +116,6 @@ def build_loops(settings: Settings, registry: Any, dead_letters: Any) -> list[Ba
     )
     from consumers.clickhouse.sessions import SessionFolder
     from consumers.clickhouse.writer import ClickHouseSink, ClickHouseSinkMetrics
-    from pipeline.migrations import client
     from pipeline.retry import RetryPolicy
     from pipeline.serde import serde_from_settings
 
@@ -127,7 +126,12 @@ def build_loops(settings: Settings, registry: Any, dead_letters: Any) -> list[Ba
     database = settings.clickhouse.database
 
     def client_factory() -> Any:
-        return client(settings.clickhouse, database, send_receive_timeout=cfg.insert_timeout_s)
+        from clickhouse_driver import Client
+
+        ch = settings.clickhouse
+        return Client(host=ch.host, port=ch.port, user=ch.user,
+                      password=ch.password.get_secret_value(), database=database,
+                      connect_timeout=5, send_receive_timeout=cfg.insert_timeout_s)
 
     loops: list[BatchingConsumer[Any]] = []
     for loader in _loaders(settings):
@@ -138,7 +142,8 @@ def build_loops(settings: Settings, registry: Any, dead_letters: Any) -> list[Ba
             # confluent-kafka's overloaded commit() does not match the base's Protocol for mypy.
             consumer=cast("KafkaConsumer", Consumer(consumer_config(
                 settings.kafka, loader.group_id,
-                **{"client.id": f"{settings.kafka.client_id}-clickhouse-{loader.name}"}))),
+                **{"client.id": f"{settings.kafka.client_id}-clickhouse-{loader.name}",
+                   "session.timeout.ms": int(cfg.session_timeout_s * 1000)}))),
             topics=[loader.topic],
             deserialize=decoder(serde, loader.record_name),
             sink=sink,

@@ -277,3 +277,13 @@ def test_non_fatal_consumer_errors_and_eof_are_skipped(parts) -> None:
     loop.run(StopWhen(lambda: bool(sink.written), clock))
     assert sink.values() == ["fine"]
     assert all(isinstance(r, Record) for r in sink.written)
+
+
+def test_batches_never_exceed_max_records(parts) -> None:
+    consumer, sink, dlq, clock = parts
+    for i in range(10):
+        consumer.produce(TOPIC, i % 2, f"m{i}".encode())
+    loop = make(consumer, sink, dlq, clock, max_records=3, max_age_s=0.5)
+    loop.run(StopWhen(lambda: len(sink.written) == 10, clock))
+    assert max(len(b) for b in sink.batches) <= 3
+    assert consumer.committed == {TP0: 5, TP1: 5}
