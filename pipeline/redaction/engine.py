@@ -127,6 +127,7 @@ class Redactor:
             self._max + _CUT_MARGIN,
             self._finder.rule_for_key,
             with_paths=bool(self._allow_paths),
+            key_cache=self._finder.key_cache,
         )
         walk.collect(event)
         strings, forced, cuts, paths = walk.strings, walk.forced, walk.cuts, walk.paths

@@ -18,6 +18,8 @@ class KeyKind(Flag):
     SECRET = auto()
     ENV = auto()
     AUTHORIZATION = auto()
+    AWS_SECRET = auto()
+    """aws_secret_access_key, AWS_SECRET_ACCESS_KEY, SecretAccessKey, aws_secret_key."""
 
 
 _COMPONENTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -100,6 +102,10 @@ def classify_key(key: str) -> KeyKind:
             kind |= found
     if kind and env_style and _env_suffix(parts):
         kind |= KeyKind.ENV
+    if kind & KeyKind.SECRET and parts[-1] == "key" and (
+        parts[-3:] == ["secret", "access", "key"] or parts[-3:] == ["aws", "secret", "key"]
+    ):
+        kind |= KeyKind.AWS_SECRET
     return kind
 
 

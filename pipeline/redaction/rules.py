@@ -88,12 +88,12 @@ RULE_BY_NAME: dict[str, RuleInfo] = {r.name: r for r in RULES}
 
 # gitleaks pins api03/admin01 to {93}AA and OAuth tokens to {40,}; any sk-ant-<kind><nn>- prefix
 # with 16+ characters is accepted here so truncated and future key kinds are redacted too.
-ANTHROPIC = re.compile(r"sk-ant-[a-z]{2,12}[0-9]{2}-[A-Za-z0-9_-]{16,}")
+ANTHROPIC = r"sk-ant-[a-z]{2,12}[0-9]{2}-[A-Za-z0-9_-]{16,}"
 
 # gitleaks: sk-(proj|svcacct|admin)-...T3BlbkFJ... and legacy sk-{20}T3BlbkFJ{20};
 # detect-secrets: sk-[A-Za-z0-9-_]*[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}. The project/service
 # prefixes alone are specific enough, and classic keys were sk- + 48 alphanumerics.
-OPENAI = re.compile(
+OPENAI = (
     r"sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,}"
     r"|[A-Za-z0-9_-]*[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20,}"
     r"|[A-Za-z0-9]{48}(?![A-Za-z0-9]))"
@@ -102,28 +102,22 @@ OPENAI = re.compile(
 # gitleaks: \b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b. Real ids are base32
 # ([A-Z2-7]); [A-Z0-9] also catches hand-made look-alikes. The leading \b is checked in Python
 # (a lookbehind here would cost the literal-prefix scan).
-AWS_ACCESS_KEY = re.compile(r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+AWS_ACCESS_KEY = r"A(?:3T[A-Z0-9]|KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])"
 
-# detect-secrets pairs a 40-char [A-Za-z0-9+/=] value with "= " after the access key line;
-# gitleaks has it as a sub-rule. We key it on the variable names AWS tools print
-# (aws_secret_access_key in credentials files, SecretAccessKey in `aws sts` JSON) and run it
-# on the lowercased text, whose offsets are the original's.
-AWS_SECRET_KEY = re.compile(
-    r"(?:secret_?access_?key|aws_?secret_?key)(?:\\?[\"'])?[ \t]*(?::|=|=>)[ \t]*(?:\\?[\"'])?"
-    r"([a-z0-9/+=]{40})(?![a-z0-9/+=])"
-)
+# aws_secret_key has no pattern of its own: a 40-character secret is only recognisable by the
+# name it is assigned to (detect-secrets aws.py get_secret_access_key looks for "= value" next
+# to the access key id), so keys.classify_key flags aws_secret_access_key, SecretAccessKey,
+# AWS_SECRET_ACCESS_KEY and aws_secret_key and the key = value detector redacts the value.
 
 # gitleaks: gh[pousr]_[0-9a-zA-Z]{36} and github_pat_\w{82}; lengths relaxed to catch
 # truncated tokens (the prefixes are unambiguous).
-GITHUB = re.compile(r"gh[pousr]_[A-Za-z0-9]{30,}")
-GITHUB_FINE_GRAINED = re.compile(r"github_pat_[A-Za-z0-9_]{22,}")
+GITHUB = r"gh[pousr]_[A-Za-z0-9]{30,}"
+GITHUB_FINE_GRAINED = r"github_pat_[A-Za-z0-9_]{22,}"
 
 # gitleaks gitlab-pat, -pat-routable, -ptt, -rrt, -runner-authentication-token, -deploy-token,
 # -feed-token, -incoming-mail-token, -kubernetes-agent-token, -oauth-app-secret, -scim-token,
 # -feature-flag-client-token, -cicd-job-token (prefix list from GitLab's token docs).
-GITLAB = re.compile(
-    r"gl(?:pat|dt|ptt|rt|ft|imt|agent|oas|soat|ffct|cbt)-[A-Za-z0-9_.-]{20,}"
-)
+GITLAB = r"gl(?:pat|dt|ptt|rt|ft|imt|agent|oas|soat|ffct|cbt)-[A-Za-z0-9_.-]{20,}"
 GITLAB_RUNNER_REG = re.compile(r"GR1348941[A-Za-z0-9_-]{20,}")
 
 # gitleaks slack-webhook-url: (https?://)?hooks.slack.com/(services|workflows|triggers)/...
@@ -133,10 +127,8 @@ SLACK_WEBHOOK = re.compile(
 )
 # detect-secrets: xox(?:a|b|p|o|s|r)-(?:\d+-)+[a-z0-9]+ (i); gitleaks adds xoxe, xapp-,
 # xoxe.xox[bp]- config tokens.
-SLACK_TOKEN = re.compile(
-    r"xox(?:[abposre]-[A-Za-z0-9-]{10,}|e\.xox[bp]-[0-9]-[A-Za-z0-9]{20,})"
-)
-SLACK_APP_TOKEN = re.compile(r"xapp-[0-9]-[A-Za-z0-9-]{10,}")
+SLACK_TOKEN = r"xox(?:[abposre]-[A-Za-z0-9-]{10,}|e\.xox[bp]-[0-9]-[A-Za-z0-9]{20,})"
+SLACK_APP_TOKEN = r"xapp-[0-9]-[A-Za-z0-9-]{10,}"
 
 # gitleaks stripe-access-token: (?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}. Matched from
 # "k_" so re can scan for the literal; the s/r before it is checked in Python.
@@ -145,7 +137,14 @@ STRIPE = re.compile(r"k_(?:test|live|prod)_[A-Za-z0-9]{10,}")
 STRIPE_WEBHOOK = re.compile(r"whsec_[A-Za-z0-9]{24,}")
 
 # gitleaks gcp-api-key: \b(AIza[\w-]{35}); 30+ accepted for truncated keys.
-GOOGLE_API_KEY = re.compile(r"AIza[A-Za-z0-9_-]{30,}")
+GOOGLE_API_KEY = r"AIza[A-Za-z0-9_-]{30,}"
+
+# Alternatives sharing a first literal run as one scan: re factors the common prefix out of
+# the alternation and skips ahead by substring search; the rule is told by the match's prefix.
+SK_TOKENS = re.compile(f"{ANTHROPIC}|{OPENAI}")
+A_TOKENS = re.compile(f"{AWS_ACCESS_KEY}|{GOOGLE_API_KEY}")
+G_TOKENS = re.compile(f"{GITHUB}|{GITHUB_FINE_GRAINED}|{GITLAB}")
+X_TOKENS = re.compile(f"{SLACK_TOKEN}|{SLACK_APP_TOKEN}")
 
 # gitleaks jwt: ey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9\/\\_-]{17,}\.(?:[a-zA-Z0-9\/\\_-]{10,}={0,2})?
 # Segment minimum lowered to 10 (a minimal {"alg":"none"} header is 20 chars; shorter claims
@@ -153,6 +152,7 @@ GOOGLE_API_KEY = re.compile(r"AIza[A-Za-z0-9_-]{30,}")
 JWT = re.compile(
     r"ey[A-Za-z0-9_-]{10,}={0,2}\.ey[A-Za-z0-9_-]{10,}={0,2}(?:\.[A-Za-z0-9_-]+={0,2})?"
 )
+JWT_PAYLOAD = re.compile(r"\.ey[A-Za-z0-9_-]{10}")
 
 # gitleaks private-key: -----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S-]{64,}?
 # KEY(?: BLOCK)?-----. The body is bounded by NUL instead of [\s\S], and a block cut before
@@ -178,10 +178,12 @@ AUTH_SCHEME = re.compile(
 ONE_TOKEN_SCHEMES = frozenset({"bearer", "basic", "token", "apikey", "negotiate", "ntlm", "dpop"})
 AUTH_ONE_TOKEN = re.compile(r"[^\s\"'\\,;\x00]+")
 AUTH_REST_OF_LINE = re.compile(r"[^\r\n\"'\\\x00]+")
-# RFC 6750 s2.1 b64token after a bare "Bearer" (no header name in sight); lowercase text.
-BARE_BEARER = re.compile(r"bearer[ \t]+([a-z0-9._~+/-]{8,}=*)")
-# RFC 7617 token68 after a bare "Basic"; kept only if it decodes to "user:password".
-BARE_BASIC = re.compile(r"basic[ \t]+([a-z0-9+/]{6,}={0,2})(?![a-z0-9+/=])")
+# After a bare "Bearer" (no header name in sight): RFC 6750 s2.1 b64token, kept only if it has
+# a digit ("Bearer authentication" is prose). After a bare "Basic": RFC 7617 token68, kept
+# only if it decodes to "user:password". One scan on the lowercased text.
+BARE_SCHEME = re.compile(
+    r"b(?:earer[ \t]+([a-z0-9._~+/-]{8,}=*)|asic[ \t]+([a-z0-9+/]{6,}={0,2})(?![a-z0-9+/=]))"
+)
 
 # --- personal data --------------------------------------------------------------------------
 
@@ -211,9 +213,7 @@ IPV6_CANDIDATE = re.compile(
 )
 IPV6_LOOPBACK = re.compile(r"::1(?![0-9a-z:])")
 
-# Card candidates: 13-19 digits in groups separated by single spaces or hyphens; the groups are
-# re-split and checked (IIN prefix, length, Luhn) in Python.
-CARD_CANDIDATE = re.compile(r"[0-9][0-9 -]{11,26}[0-9]")
+# Card numbers are found on a digit-shape string (detectors.py) and checked in validators.py.
 
 # detect-secrets Base64HighEntropyString charset (letters, digits, +/ -_ =); the engine
 # compiles it with the configured minimum length.
@@ -225,13 +225,15 @@ OWN_TOKEN = re.compile(r"\*\*\*(?:REDACTED:[a-z0-9_]+|[A-Z_]+)(?::[0-9a-f]{8})?\
 # --- key = value grammar (password, secret_assignment, env_secret) ---------------------------
 # detect-secrets keyword.py's FOLLOWED_BY_{COLON,EQUAL_SIGNS,QUOTES}... regexes folded into one
 # grammar that starts right after a key name: an optional closing quote of the key (JSON, or
-# \" inside an escaped JSON string), an operator, then a quoted or bare value. The key itself is
-# found by keyword (see detectors.py), never by a pattern that may start anywhere.
+# \" inside an escaped JSON string), an operator, then a quoted or bare value. A value quoted
+# with \" may not contain \n, \r or \t escapes: such a "value" is really the end of one string
+# literal and the start of the next line. The key itself is found by keyword (assignments.py),
+# never by a pattern that may start anywhere.
 KV_KEY_REST = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 KV_VALUE = re.compile(
     r"(?P<kq>\\?[\"'])?"
     r"(?P<w1>[ \t]*)(?P<op>:=|=>|===?|!==?|=|:(?![:/\\]))(?P<w2>[ \t]*)"
-    r"(?:\\\"(?P<v1>(?:[^\"\\\x00\r\n]|\\[^\"\x00])*)\\\""
+    r"(?:\\\"(?P<v1>(?:[^\"\\\x00\r\n]|\\[^\"nrt\x00\r\n])*)\\\""
     r"|\"(?P<v2>(?:[^\"\\\x00\r\n]|\\[^\x00\r\n])*)\""
     r"|'(?P<v3>(?:[^'\\\x00\r\n]|\\[^\x00\r\n])*)'"
     r"|`(?P<v4>[^`\x00\r\n]*)`"

@@ -410,16 +410,30 @@ BENIGN: dict[str, Callable[[Random], str]] = {
 """Ordinary coding-session text by category; nothing here is a secret."""
 
 
-def benign_line(rng: Random) -> tuple[str, str]:
-    category = rng.choice(sorted(BENIGN))
+SESSION_WEIGHTS: dict[str, int] = {
+    "python": 25, "go": 8, "test_output": 15, "log": 15, "path": 8, "prose": 8, "url": 5,
+    "git_sha": 5, "semver": 3, "uuid": 2, "base64": 2, "timestamp": 2,
+    "secret_handling_code": 2, "sha256": 1, "public_ip": 1,
+}
+"""A coding session's text by share of lines (a judgement, stated so it can be argued with):
+mostly code and tool output; code that handles credentials is a small share."""
+
+
+def benign_line(rng: Random, weights: dict[str, int] | None = None) -> tuple[str, str]:
+    if weights is None:
+        category = rng.choice(sorted(BENIGN))
+    else:
+        category = rng.choices(list(weights), weights=list(weights.values()))[0]
     return category, BENIGN[category](rng)
 
 
-def benign_text(rng: Random, size: int) -> str:
+def benign_text(rng: Random, size: int, weights: dict[str, int] | None = None) -> str:
+    """About ``size`` characters of benign lines; uniform over categories unless weighted."""
     lines: list[str] = []
     total = 0
     while total < size:
-        line = benign_line(rng)[1]
+        line = benign_line(rng, weights)[1]
         lines.append(line)
         total += len(line) + 1
-    return "\n".join(lines)[:size]
+    text = "\n".join(lines)
+    return text[: text.rfind("\n", 0, size) if text.rfind("\n", 0, size) > size // 2 else size]

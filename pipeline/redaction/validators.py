@@ -1,4 +1,4 @@
-"""Checks that turn a digit run into a payment card number (IIN prefix, length, Luhn).
+"""Value checks: payment card numbers (IIN prefix, length, Luhn), IPv6 candidates, entropy.
 
 Luhn alone accepts one random digit string in ten (timestamps, ids, line counts), so a number
 must also start with an issuer prefix whose scheme issues that length. Ranges from ISO/IEC 7812
@@ -7,6 +7,10 @@ as listed in en.wikipedia.org/wiki/Payment_card_number; numbers starting with 0,
 """
 
 from __future__ import annotations
+
+import ipaddress
+import math
+from collections import Counter
 
 # (first, last) prefixes compared on the same number of leading digits, and allowed lengths.
 _IIN_RANGES: tuple[tuple[int, int, frozenset[int]], ...] = (
@@ -46,6 +50,8 @@ def luhn_ok(digits: str) -> bool:
 
 
 def issuer_ok(digits: str) -> bool:
+    if digits[:1] not in ("2", "3", "4", "5", "6"):
+        return False
     n = len(digits)
     for low, high, lengths in _IIN_RANGES:
         width = len(str(low))
@@ -56,3 +62,47 @@ def issuer_ok(digits: str) -> bool:
 
 def card_number_ok(digits: str) -> bool:
     return 13 <= len(digits) <= 19 and issuer_ok(digits) and luhn_ok(digits)
+
+
+def card_shape_ok(digits: str, grouped: bool) -> bool:
+    """Written cards are 16 digits in one run (15 for Amex), or grouped (4-4-4-4, 4-6-5);
+    other runs are ids and fixed-point constants, which pass Luhn one time in ten."""
+    if grouped:
+        return True
+    return len(digits) == 16 or (len(digits) == 15 and digits[:2] in ("34", "37"))
+
+
+def ipv6_prefix_end(low: str, start: int, end: int) -> int | None:
+    """End of the longest valid IPv6 address (with %zone) at ``low[start:end]``, or None.
+
+    The candidate regex is greedy over hex digits and colons, so "fd00::1: error" or
+    "fe80::1:deadbeef" need trimming back to the last valid address.
+    """
+    candidate = low[start:end]
+    zone = ""
+    if "%" in candidate:
+        candidate, zone = candidate.split("%", 1)
+        zone = "%" + zone
+    for _ in range(9):
+        if not candidate:
+            return None
+        try:
+            ipaddress.IPv6Address(candidate)
+        except ValueError:
+            if candidate.endswith(":") and not candidate.endswith("::"):
+                candidate = candidate[:-1]
+            else:
+                cut = candidate.rfind(":")
+                candidate = candidate[: cut + 1] if cut > 0 else ""
+                if candidate.endswith(":") and not candidate.endswith("::"):
+                    candidate = candidate[:-1]
+            zone = ""
+            continue
+        return start + len(candidate) + len(zone)
+    return None
+
+
+def shannon_entropy(token: str) -> float:
+    """Bits per character of ``token`` over its own symbol frequencies (detect-secrets)."""
+    n = len(token)
+    return -sum(c / n * math.log2(c / n) for c in Counter(token).values())

@@ -11,9 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+_MISS: Any = object()
+
 
 class Collector:
-    """Gathers every string of an event (root keys in ``skip`` excluded)."""
+    """Gathers every string of an event (root keys in ``skip`` excluded).
+
+    Hot path: one call per event, so the walk is a closure over local names and a string value
+    under a string key is appended without another call.
+    """
 
     def __init__(
         self,
@@ -23,6 +29,7 @@ class Collector:
         key_rule: Callable[[str], int | None],
         *,
         with_paths: bool,
+        key_cache: dict[str, int | None] | None = None,
     ) -> None:
         self.strings: list[str] = []
         self.forced: dict[int, int] = {}
@@ -30,20 +37,79 @@ class Collector:
         self.cuts: dict[int, int] = {}
         """String index -> original length, for strings longer than ``max_len``."""
         self.paths: list[str] | None = [] if with_paths else None
+        self.total = 0
+        """Characters collected (before cuts); cheap to check against ``max_len``."""
         self._skip = skip
         self._max = max_len
         self._keep = keep
         self._key_rule = key_rule
+        self._key_cache = key_cache if key_cache is not None else {}
 
     def collect(self, event: dict[str, Any]) -> None:
+        if self.paths is not None:
+            self._collect_with_paths(event)
+        else:
+            self._collect_fast(event)
+        if self.total > self._max:
+            for i, s in enumerate(self.strings):
+                if len(s) > self._max:
+                    self.cuts[i] = len(s)
+                    self.strings[i] = s[: self._keep]
+
+    def _collect_fast(self, event: dict[str, Any]) -> None:
+        strings = self.strings
+        append = strings.append
+        forced = self.forced
+        key_rule = self._key_rule
+        cached = self._key_cache.get
+        miss = _MISS
+        total = 0
+
+        def node(n: Any) -> None:
+            nonlocal total
+            kind = type(n)
+            if kind is str:
+                append(n)
+                total += len(n)
+            elif kind is dict:
+                for k, v in n.items():
+                    if type(k) is str:
+                        append(k)
+                        total += len(k)
+                        if type(v) is str:
+                            pri = cached(k, miss)
+                            if pri is miss:
+                                pri = key_rule(k)
+                            if pri is not None:
+                                forced[len(strings)] = pri
+                            append(v)
+                            total += len(v)
+                            continue
+                    node(v)
+            elif kind is list or kind is tuple:
+                if kind is tuple and is_union(n):
+                    node(n[1])
+                    return
+                for item in n:
+                    node(item)
+
+        skip = self._skip
+        node({k: v for k, v in event.items() if k not in skip})
+        self.total = total
+
+    def _collect_with_paths(self, event: dict[str, Any]) -> None:
         for key, value in event.items():
             if key not in self._skip:
                 self._item(key, value, "")
+        self.total = sum(len(s) for s in self.strings)
 
     def _item(self, key: Any, value: Any, path: str) -> None:
-        child = path + "/" + escape(str(key)) if self.paths is not None else ""
+        paths = self.paths
+        assert paths is not None
+        child = path + "/" + escape(str(key))
         if type(key) is str:
-            self._add(key, child)
+            paths.append(child)
+            self.strings.append(key)
             if type(value) is str:
                 pri = self._key_rule(key)
                 if pri is not None:
@@ -53,7 +119,9 @@ class Collector:
     def _node(self, node: Any, path: str) -> None:
         kind = type(node)
         if kind is str:
-            self._add(node, path)
+            assert self.paths is not None
+            self.paths.append(path)
+            self.strings.append(node)
         elif kind is dict:
             for key, value in node.items():
                 self._item(key, value, path)
@@ -62,15 +130,7 @@ class Collector:
                 self._node(node[1], path)
                 return
             for i, item in enumerate(node):
-                self._node(item, f"{path}/{i}" if self.paths is not None else "")
-
-    def _add(self, s: str, path: str) -> None:
-        if len(s) > self._max:
-            self.cuts[len(self.strings)] = len(s)
-            s = s[: self._keep]
-        if self.paths is not None:
-            self.paths.append(path)
-        self.strings.append(s)
+                self._node(item, f"{path}/{i}")
 
 
 class Rebuilder:

@@ -1,0 +1,162 @@
+"""The key = value detector: ``password=...``, ``"token": "..."``, ``--api-key ...``,
+``Authorization: Bearer ...``.
+
+Keys are found by keyword (``pass``, ``token``, ``key``...) with plain substring search, then
+widened to the whole name and judged by ``keys.classify_key``; the value is parsed by the
+grammar in rules.KV_VALUE right after the name. Most keyword hits in ordinary text
+(``tokens``, ``keyboard``, ``passed``) are not followed by an operator and cost one character
+test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from pipeline.redaction import rules as r
+from pipeline.redaction.keys import is_code_reference, is_named_reference, is_placeholder
+
+Span = tuple[int, int, int]
+
+KEYWORDS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_OPERATOR_START = frozenset("\"'\\:=!`")
+_AFTER_SPACE = frozenset(":=!")
+_TRAILING_PUNCT = ",;)]}>.:"
+_COMPARISON_OPS = frozenset({"==", "===", "!=", "!=="})
+_STRUCTURE_START = frozenset("{[(")
+# A bare value cannot start with a backslash: that is an escaped quote whose string did not
+# close (a cut excerpt), and what follows is not a value.
+_NOT_A_BARE_START = frozenset("{[(\\")
+
+
+def _has_alnum(value: str) -> bool:
+    """Values of punctuation only (", ", "-", "=>") are syntax, not secrets."""
+    return any(c.isalnum() for c in value)
+_KEY_REST = r.KV_KEY_REST.match
+
+
+class Rules(NamedTuple):
+    rule_for_key: Callable[[str], int | None]
+    password: int | None
+    """Priority of the password rule (None: disabled); its quoted values may be words."""
+    authorization: int | None
+    """Priority of authorization_header (None: disabled); its values keep their scheme."""
+
+
+def scan(text: str, low: str, rules: Rules, out: list[Span]) -> None:
+    """Append a span for every value assigned to a secret-sounding name."""
+    seen: set[int] = set()
+    n = len(text)
+    find = low.find
+    key_rest = _KEY_REST
+    operator_start = _OPERATOR_START
+    for kw in KEYWORDS:
+        pos = find(kw)
+        while pos != -1:
+            end = key_rest(text, pos + len(kw)).end()  # type: ignore[union-attr]
+            nxt = text[end] if end < n else "x"
+            if end not in seen and (
+                nxt in operator_start
+                or (nxt in " \t" and _operator_after_space(text, end, pos))
+            ):
+                seen.add(end)
+                _key_value(text, pos, end, rules, out)
+            pos = find(kw, end)
+
+
+def _operator_after_space(text: str, end: int, kw_start: int) -> bool:
+    stripped = text[end : end + 16].lstrip(" \t")
+    if stripped[:1] in _AFTER_SPACE and stripped[:1]:
+        return True
+    # "--password value": a flag separated from its value by a space.
+    return text.rfind("-", max(0, kw_start - 64), kw_start) != -1
+
+
+def _key_value(text: str, kw_start: int, end: int, rules: Rules, out: list[Span]) -> None:
+    start = kw_start
+    while start > 0 and kw_start - start < 64 and text[start - 1] in _KEY_CHARS:
+        start -= 1
+    if start and text[start - 1] == "\\":
+        start += 1  # "\npassword": the n belongs to an escape sequence, not the name
+    key = text[start:end]
+    pri = rules.rule_for_key(key)
+    if pri is None:
+        return
+    if pri == rules.authorization:
+        span = authorization_value(text, end)
+    else:
+        span = assignment_value(
+            text, end, cli=key.startswith("-"), password=pri == rules.password
+        )
+    if span is not None:
+        out.append((span[0], span[1], pri))
+
+
+def assignment_value(
+    text: str, pos: int, *, cli: bool, password: bool
+) -> tuple[int, int] | None:
+    """Span of the value assigned at ``pos`` (just after a key), or None if there is none or
+    it reads as a placeholder or a code reference."""
+    m = r.KV_VALUE.match(text, pos)
+    op = ""
+    spaced = False
+    if m is not None:
+        op = m.group("op")
+        spaced = op == "=" and bool(m.group("w1")) and bool(m.group("w2"))
+    elif cli:
+        m = r.CLI_VALUE.match(text, pos)
+    if m is None:
+        return None
+    groups = m.groupdict()
+    for group in ("v1", "v2", "v3", "v4"):
+        value = groups.get(group)
+        if value is not None:
+            value = value.strip()
+            if (
+                is_placeholder(value)
+                or not _has_alnum(value)
+                or (not password and is_named_reference(value))
+            ):
+                return None
+            return m.span(group)
+    if op in _COMPARISON_OPS:
+        return None
+    start, end = m.span("v5")
+    value = text[start:end]
+    if value[0] in _NOT_A_BARE_START or (cli and value[0] == "-") or is_placeholder(value):
+        return None
+    stripped = value.rstrip(_TRAILING_PUNCT)
+    if not stripped or is_placeholder(stripped) or not _has_alnum(stripped):
+        return None
+    prose = op == ":" and text[end : end + 1] == " " and text[end + 1 : end + 2].isalpha()
+    if is_code_reference(
+        stripped,
+        spaced_assignment=spaced,
+        quoted_key=groups.get("kq") is not None,
+        prose_follows=prose,
+    ):
+        return None
+    return start, start + len(stripped)
+
+
+def authorization_value(text: str, pos: int) -> tuple[int, int] | None:
+    """Span of the credentials after an Authorization header name; the scheme is kept."""
+    m = r.AUTH_SCHEME.match(text, pos)
+    if m is None:
+        return None
+    scheme = m.group(1)
+    one_token = scheme is None or scheme.lower() in r.ONE_TOKEN_SCHEMES
+    cred = (r.AUTH_ONE_TOKEN if one_token else r.AUTH_REST_OF_LINE).match(text, m.end())
+    if cred is None:
+        return None
+    value = cred.group().rstrip()
+    if value[0] in _STRUCTURE_START:
+        return None
+    if scheme is None:
+        value = value.rstrip(_TRAILING_PUNCT)
+        if is_placeholder(value) or is_code_reference(value, spaced_assignment=True):
+            return None
+    elif is_placeholder(value):
+        return None
+    return cred.start(), cred.start() + len(value)
