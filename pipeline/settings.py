@@ -186,7 +186,7 @@ class ArchiveSettings(_Section):
     idle_check_interval_s: float = Field(default=30.0, gt=0)
     """How often the sink looks for idle sessions."""
     compress_level: int = Field(default=6, ge=1, le=9)
-    """gzip level of segments and recordings."""
+    """gzip level of recordings (short-lived segments always use the fastest level, 1)."""
     consumer_group: str = "agentwatch-archive"
     """Kafka consumer group of the archive sink."""
     session_timeout_ms: int = Field(default=30_000, ge=6_000)

@@ -28,6 +28,9 @@ from pipeline.sinks import Batch, Record, RejectFn, TopicPartition
 
 log = logging.getLogger(__name__)
 
+SEGMENT_LEVEL = 1
+"""Segments live until compaction: the fastest gzip level (~20% larger than level 6)."""
+
 
 class ArchiveMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -135,7 +138,7 @@ class ArchiveSink:
         self._adopt_orphans({tp.partition for tp in batch.partitions})
         # Every segment durable before anything else: a failure here raises and the loop
         # retries the whole batch (same keys), so nothing half-written is ever committed.
-        sizes = list(self._pool.map(lambda s: write_segment(self.target, s, self._level), segments))
+        sizes = list(self._pool.map(lambda s: write_segment(self.target, s, SEGMENT_LEVEL), segments))
         self._m.segments.inc(len(segments))
         self._m.segment_bytes.inc(sum(sizes))
         self._m.events.inc(sum(len(s.lines) for s in segments))

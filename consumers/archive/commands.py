@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from consumers.archive.recordings import EventSource, LoadedSession
+    from consumers.archive.recordings import EventSource, SessionStream
     from pipeline.settings import Settings
 
 
@@ -38,16 +38,16 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
                         help="print the replayed events as JSON lines instead of producing them")
 
 
-def _load(settings: Settings, args: argparse.Namespace) -> LoadedSession:
+def _open(settings: Settings, args: argparse.Namespace) -> SessionStream:
     from consumers.archive.clickhouse_source import ClickHouseEventSource
-    from consumers.archive.recordings import load_session
+    from consumers.archive.recordings import open_session
     from consumers.archive.targets import open_target
 
     target = open_target(args.target or settings.archive_target, settings.s3, settings.archive)
     fallbacks: list[EventSource] = (
         [] if args.no_clickhouse else [ClickHouseEventSource(settings.clickhouse)]
     )
-    return load_session(target, args.session, fallbacks)
+    return open_session(target, args.session, fallbacks)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,17 +65,19 @@ def run(args: argparse.Namespace) -> int:
 def _export(settings: Settings, args: argparse.Namespace) -> int:
     from consumers.archive.jsonl import GzipLineWriter, event_to_line
 
-    loaded = _load(settings, args)
+    stream = _open(settings, args)
+    count = 0
     if args.out == "-":
-        for event in loaded.events:
+        for event in stream:
             sys.stdout.buffer.write(event_to_line(event))
+            count += 1
         sys.stdout.flush()
     else:
         with open(args.out, "wb") as out, GzipLineWriter(out) as gz:
-            for event in loaded.events:
+            for event in stream:
                 gz.write(event_to_line(event))
-    print(f"exported {len(loaded.events)} events of {args.session} from {loaded.source}",
-          file=sys.stderr)
+            count = gz.lines
+    print(f"exported {count} events of {args.session} from {stream.source}", file=sys.stderr)
     return 0
 
 
@@ -83,8 +85,9 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from consumers.archive.jsonl import event_to_line
     from consumers.archive.replay import replay, resolve_time
 
-    loaded = await asyncio.to_thread(_load, settings, args)
-    first = loaded.events[0]["timestamp"]
+    # Opening reads the manifest and the first lines only; the rest is parsed while replaying.
+    stream = await asyncio.to_thread(_open, settings, args)
+    first = stream.first_timestamp
     try:
         from_us = resolve_time(args.from_, first) if args.from_ else None
         to_us = resolve_time(args.to, first) if args.to else None
@@ -97,7 +100,7 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(event_to_line(event))
             sys.stdout.flush()
 
-        result = await replay(loaded.events, emit, speed=args.speed, from_us=from_us, to_us=to_us,
+        result = await replay(stream, emit, speed=args.speed, from_us=from_us, to_us=to_us,
                               max_gap_s=args.max_gap)
     else:
         from consumers.archive.channel import KafkaReplayChannel
@@ -106,11 +109,11 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
         channel = KafkaReplayChannel(settings.kafka, args.topic or settings.topics.replay,
                                      serde_from_settings(settings))
         try:
-            result = await replay(loaded.events, channel.emit, speed=args.speed,
+            result = await replay(stream, channel.emit, speed=args.speed,
                                   from_us=from_us, to_us=to_us, max_gap_s=args.max_gap)
         finally:
             await channel.close()
     print(json.dumps({"replay_id": result.replay_id, "session_id": args.session,
-                      "events": result.events, "source": loaded.source,
+                      "events": result.events, "source": stream.source,
                       "duration_s": round(result.duration_s, 3)}), file=sys.stderr)
     return 0

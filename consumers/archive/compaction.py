@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.archive.jsonl import GzipLineWriter, event_from_line, iter_lines
+from consumers.archive.jsonl import GzipLineWriter, iter_lines, line_head
 from consumers.archive.layout import (
     SegmentRef,
     parse_segment_key,
@@ -36,27 +36,25 @@ class MergeStats:
 
 def merge_lines(
     sources: Iterable[Iterable[bytes]], stats: MergeStats | None = None
-) -> Iterator[tuple[bytes, dict[str, Any]]]:
+) -> Iterator[bytes]:
     """Lines of every source in turn, dropping any whose event_id was already seen."""
     stats = stats if stats is not None else MergeStats()
     seen: set[str] = set()
     for source in sources:
         for raw in source:
             line = raw if raw.endswith(b"\n") else raw + b"\n"
-            event = event_from_line(line)
-            event_id = str(event.get("event_id"))
+            event_id, event_type, ts = line_head(line)
             if event_id in seen:
                 stats.duplicates += 1
                 continue
             seen.add(event_id)
-            ts = int(event.get("timestamp", 0))
             if stats.events == 0:
                 stats.first_timestamp = ts
             stats.events += 1
             stats.last_timestamp = max(stats.last_timestamp, ts)
-            if event.get("event_type") == SESSION_ENDED:
+            if event_type == SESSION_ENDED:
                 stats.ended = True
-            yield line, event
+            yield line
 
 
 def pending_segments(target: ArchiveTarget, session_id: str) -> list[SegmentRef]:
@@ -126,12 +124,12 @@ def compact_session(
         target.delete(r.key for r in refs)
         return None
     # Once a recording exists its key never moves, whatever late events arrive.
-    key = manifest.key if manifest is not None else recording_key(session_id, first[1]["timestamp"])
+    key = manifest.key if manifest is not None else recording_key(session_id, stats.first_timestamp)
     with writing(target, key) as upload:
         counting = _Counting(upload)
         with GzipLineWriter(counting, level) as gz:
-            gz.write(first[0])
-            for line, _event in stream:
+            gz.write(first)
+            for line in stream:
                 gz.write(line)
     write_manifest(target, Manifest(
         session_id=session_id, key=key, events=stats.events,

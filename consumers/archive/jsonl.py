@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Protocol
@@ -29,10 +30,28 @@ def event_to_line(event: Mapping[str, Any]) -> bytes:
     payload = event["payload"]
     if not (isinstance(payload, tuple) and len(payload) == 2):
         raise DecodeError(f"event {event.get('event_id')!r} has no (record name, dict) payload")
-    doc: dict[str, Any] = {k: v for k, v in event.items() if k != "payload"}
+    doc: dict[str, Any] = dict(event)
+    del doc["payload"]  # re-added last, after its type, whatever the dict's order was
     doc[PAYLOAD_TYPE] = payload[0]
     doc["payload"] = payload[1]
     return (_ENCODER.encode(doc) + "\n").encode("utf-8")
+
+
+# What event_to_line writes for a decoded event: the schema's first three fields, in order.
+_HEAD = re.compile(rb'^\{"event_id":"([^"\\]*)","event_type":"([^"\\]*)","timestamp":(-?\d+)[,}]')
+
+
+def line_head(line: bytes) -> tuple[str, str, int]:
+    """(event_id, event_type, timestamp) of a line without parsing all of it when it can.
+
+    Compaction needs only these three; lines written by ``event_to_line`` from a decoded event
+    start with them, anything else falls back to a full parse.
+    """
+    match = _HEAD.match(line)
+    if match is not None:
+        return match.group(1).decode(), match.group(2).decode(), int(match.group(3))
+    event = event_from_line(line)
+    return str(event.get("event_id")), str(event.get("event_type")), int(event.get("timestamp", 0))
 
 
 def event_from_line(line: bytes | str) -> dict[str, Any]:

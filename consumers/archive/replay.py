@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -48,26 +48,28 @@ def mark_replay(event: Mapping[str, Any], replay_id: str) -> dict[str, Any]:
 
 
 def select(events: Iterable[Mapping[str, Any]], from_us: int | None = None,
-           to_us: int | None = None) -> list[Mapping[str, Any]]:
-    """Events with ``from_us <= timestamp <= to_us``, in recording order."""
-    return [
-        e for e in events
-        if (from_us is None or e["timestamp"] >= from_us)
-        and (to_us is None or e["timestamp"] <= to_us)
-    ]
+           to_us: int | None = None) -> Iterator[Mapping[str, Any]]:
+    """Events with ``from_us <= timestamp <= to_us``, in recording order (lazily)."""
+    for event in events:
+        ts = event["timestamp"]
+        if (from_us is None or ts >= from_us) and (to_us is None or ts <= to_us):
+            yield event
 
 
-def schedule(events: Sequence[Mapping[str, Any]], speed: float,
-             max_gap_s: float | None = None) -> list[float]:
-    """Seconds after the start at which each event is emitted.
+def _check_speed(speed: float) -> None:
+    if speed < 0:
+        raise ValueError("replay speed must be >= 0")
+
+
+def paced(events: Iterable[Mapping[str, Any]], speed: float,
+          max_gap_s: float | None = None) -> Iterator[tuple[Mapping[str, Any], float]]:
+    """Each event with the seconds after the start at which it is due.
 
     Spacing is the timestamp difference divided by ``speed`` (0 = no waiting at all). Recording
     order is kept even when a producer's clock ran backwards: an event never goes before the one
     recorded ahead of it. ``max_gap_s`` caps one wait (skips long idle stretches).
     """
-    if speed < 0:
-        raise ValueError("replay speed must be >= 0")
-    offsets: list[float] = []
+    _check_speed(speed)
     at = 0.0
     prev: int | None = None
     for event in events:
@@ -78,8 +80,13 @@ def schedule(events: Sequence[Mapping[str, Any]], speed: float,
                 gap = min(gap, max_gap_s)
             at += gap
         prev = ts if prev is None else max(prev, ts)
-        offsets.append(at)
-    return offsets
+        yield event, at
+
+
+def schedule(events: Iterable[Mapping[str, Any]], speed: float,
+             max_gap_s: float | None = None) -> list[float]:
+    """The offsets ``paced`` gives, as a list."""
+    return [offset for _event, offset in paced(events, speed, max_gap_s)]
 
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -95,7 +102,7 @@ class ReplayResult:
 
 
 async def replay(
-    events: Sequence[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]],
     emit: Emit,
     *,
     speed: float = 1.0,
@@ -105,23 +112,28 @@ async def replay(
     replay_id: str | None = None,
     clock: Clock | None = None,
 ) -> ReplayResult:
-    """Emit the selected events on schedule; cancel the task to stop a replay early."""
+    """Emit the selected events on schedule; cancel the task to stop a replay early.
+
+    ``events`` may be a lazy iterable (``recordings.SessionStream``): the first event goes out
+    as soon as it is read.
+    """
+    _check_speed(speed)
     clock = clock or SystemClock()
     rid = replay_id or str(uuid.uuid4())
-    chosen = select(events, from_us, to_us)
-    offsets = schedule(chosen, speed, max_gap_s)
     start = clock.monotonic()
     first_latency = 0.0
-    for n, (event, offset) in enumerate(zip(chosen, offsets, strict=True)):
+    count = 0
+    for event, offset in paced(select(events, from_us, to_us), speed, max_gap_s):
         # Waits are measured from the start, not chained, so time spent emitting never
         # accumulates into drift.
         wait = start + offset - clock.monotonic()
         if wait > 0:
             await clock.sleep(wait)
         await emit(mark_replay(event, rid))
-        if n == 0:
+        if count == 0:
             first_latency = clock.monotonic() - start
-    return ReplayResult(rid, len(chosen), clock.monotonic() - start, first_latency)
+        count += 1
+    return ReplayResult(rid, count, clock.monotonic() - start, first_latency)
 
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}

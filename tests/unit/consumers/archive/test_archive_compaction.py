@@ -203,3 +203,29 @@ def test_recording_lines_are_the_segment_lines_verbatim() -> None:
     result = compact_session(target, SID)
     assert result is not None
     assert list(iter_lines(target.objects[result.key])) == [event_to_line(e) for e in events]
+
+
+def test_open_session_reads_lazily_so_replay_starts_early() -> None:
+    from consumers.archive.recordings import open_session
+
+    events = sample_session(SID, 40)
+
+    class CountingTarget(MemoryTarget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gets: list[str] = []
+
+        def get(self, key: str) -> bytes | None:
+            self.gets.append(key)
+            return super().get(key)
+
+    target = CountingTarget()
+    _write_batches(target, 0, list(enumerate(events[:30])), size=10)
+    compact_session(target, SID)
+    _write_batches(target, 0, [(30 + i, e) for i, e in enumerate(events[30:])], size=5)
+    target.gets.clear()
+    stream = open_session(target, SID)
+    assert stream.first_timestamp == events[0]["timestamp"]
+    assert not any(k.startswith("segments/") for k in target.gets)  # only manifest + recording
+    assert list(stream) == events
+    assert sum(k.startswith("segments/") for k in target.gets) == 2

@@ -83,3 +83,17 @@ def test_gzip_stream_round_trip_and_truncation() -> None:
     assert list(iter_events(data)) == events
     with pytest.raises(DecodeError):
         list(iter_lines(data[: len(data) // 2]))
+
+
+def test_line_head_reads_id_type_and_time_with_or_without_the_fast_path() -> None:
+    from consumers.archive.jsonl import line_head
+
+    for event in sample_session("s-3", 12):
+        assert line_head(event_to_line(event)) == (
+            event["event_id"], event["event_type"], event["timestamp"])
+    reordered = b'{"timestamp":5,"event_id":"x","event_type":"a","payload_type":"p","payload":{}}\n'
+    assert line_head(reordered) == ("x", "a", 5)
+    escaped = b'{"event_id":"x\\"y","event_type":"a","timestamp":7,"payload_type":"p","payload":{}}'
+    assert line_head(escaped) == ('x"y', "a", 7)
+    with pytest.raises(DecodeError):
+        line_head(b'{"event_id": broken')
