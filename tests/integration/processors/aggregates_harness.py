@@ -185,5 +185,10 @@ class Reader:
             out[(rec["session_id"], rec["widget"])] = {**rec, "data": json.loads(rec["data_json"])}
         return out
 
+    def latest_each(self, session_id: str, widget: str) -> list[dict[str, Any]]:
+        """Every update of one widget in arrival order, data decoded."""
+        return [{**rec, "data": json.loads(rec["data_json"])} for _p, _k, rec in self.records
+                if rec.get("session_id") == session_id and rec.get("widget") == widget]
+
     def close(self) -> None:
         self._consumer.close()

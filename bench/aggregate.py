@@ -1,0 +1,262 @@
+"""Widgets + patterns throughput of one worker, and the delay from an event to its widget update.
+
+Run: .venv/bin/python bench/aggregate.py [--events 200000] [--sessions 200] [--rate 2000]
+Needs the local stack's Kafka (`agentwatch up --services-only`). Starts `agentwatch worker` on
+unique topics (deleted afterwards) and measures:
+
+1. throughput: N events are written to the events topic first, then the worker starts; the
+   figure is N / (time from the worker's first widget update to the update that shows the last
+   event of every session folded in);
+2. delay: with the worker idle, events are produced at --rate/s; for every event, the delay is
+   the time from its produce() call to the arrival (at a consumer) of the first session_summary
+   update that counts it. Coalescing is included, and so is the consumer's fetch (an overestimate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from pipeline.model import new_event, now_us
+from pipeline.serde import AvroSerde
+
+REPO = Path(__file__).resolve().parent.parent
+BOOTSTRAP = os.environ.get("AGENTWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def _step(rng: random.Random, i: int) -> tuple[str, dict[str, Any]]:
+    r = rng.random()
+    if r < 0.25:
+        return "file.read", {"path": f"src/pkg{i % 9}/mod{i % 31}.py"}
+    if r < 0.40:
+        return "file.write", {"path": f"src/pkg{i % 9}/mod{i % 31}.py", "lines_added": 3,
+                              "lines_removed": 1}
+    if r < 0.58:
+        return "command.executed", {"binary": rng.choice(["pytest", "cargo", "ls", "git"]),
+                                    "args": ["build"] if r < 0.45 else ["-q"],
+                                    "exit_code": 0 if rng.random() < 0.8 else 1,
+                                    "duration_ms": 800, "cpu_user_ms": 500,
+                                    "peak_memory_mib": 120.0 + rng.random() * 50}
+    if r < 0.75:
+        return "llm.request", {"model": rng.choice(["claude-sonnet", "claude-haiku"]),
+                               "input_tokens": 4000, "output_tokens": 600, "cost_usd": 0.002}
+    if r < 0.83:
+        return "resource.sample", {"memory_mib": 300 + rng.random() * 200, "cpu_pct": 40.0,
+                                   "memory_limit_mib": 4096.0}
+    if r < 0.90:
+        return "test.executed", {"suite": f"tests/test_{i % 7}.py", "test_name": f"t{i % 13}",
+                                 "outcome": "passed" if rng.random() < 0.85 else "failed",
+                                 "duration_ms": 50 + rng.randint(0, 100)}
+    if r < 0.95:
+        return "network.request", {"protocol": "https", "domain": "pypi.org", "bytes_sent": 300,
+                                   "bytes_received": 9000}
+    return "agent.task.progress", {"progress_pct": float(i % 100), "phase": "coding"}
+
+
+def make_events(sessions: int, per_session: int, tag: str, seed: int = 7) -> list[tuple[str, bytes]]:
+    """(session_id, encoded event), sessions interleaved like concurrent agents."""
+    rng = random.Random(seed)
+    serde = AvroSerde()
+    t0 = now_us()
+    out: list[tuple[str, bytes]] = []
+    for i in range(per_session):
+        for s in range(sessions):
+            sid = f"{tag}-{s}"
+            etype, payload = ("session.started", {}) if i == 0 else _step(rng, i)
+            ev = new_event(etype, sid, payload, agent="claude-code", source="hook",
+                           timestamp_us=t0 + i * 1000)
+            out.append((sid, serde.encode_event(ev)))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Worker:
+    def __init__(self, prefix: str, partitions: int, workdir: Path) -> None:
+        self.prefix, self.port = prefix, free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
+        for name in ("ingest", "events", "widgets", "patterns", "dlq"):
+            self.env[f"AGENTWATCH_TOPICS__{name.upper()}"] = f"{prefix}.{name}"
+        self.env.update({"AGENTWATCH_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
+                         "AGENTWATCH_TOPICS__PARTITIONS": str(partitions),
+                         "AGENTWATCH_WORKER__APP_ID": prefix,
+                         "AGENTWATCH_WORKER_HTTP__PORT": str(self.port),
+                         "AGENTWATCH_STACK__DIR": str(workdir), "AGENTWATCH_LOG_LEVEL": "WARNING"})
+        self.log = (workdir / "worker.log").open("wb")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def create_topics(self) -> None:
+        subprocess.run([sys.executable, "-m", "pipeline.cli", "topics"], cwd=REPO, env=self.env,
+                       check=True, capture_output=True)
+
+    def start(self) -> float:
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], cwd=REPO,
+                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        while True:
+            assert self.proc.poll() is None, "worker exited; see its log"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+                    if json.loads(r.read()).get("assigned_partitions"):
+                        return time.monotonic()
+            except OSError:
+                pass
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self.log.close()
+        admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(self.prefix)]
+        if mine:
+            for fut in admin.delete_topics(mine, operation_timeout=30).values():
+                fut.result()
+
+
+def widget_reader(topic: str) -> Consumer:
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-{uuid.uuid4().hex}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "fetch.wait.max.ms": 10})
+    c.subscribe([topic])
+    return c
+
+
+def summaries(reader: Consumer, serde: AvroSerde, timeout: float) -> list[tuple[float, str, int]]:
+    """(arrival monotonic time, session, events folded) of session_summary updates."""
+    out = []
+    for msg in reader.consume(num_messages=5000, timeout=timeout):
+        if msg.error() is not None:
+            continue
+        arrived = time.monotonic()
+        _n, rec = serde.decode(msg.value())
+        if rec["widget"] == "session_summary":
+            out.append((arrived, rec["session_id"], json.loads(rec["data_json"])["events"]))
+    return out
+
+
+def produce_all(events: list[tuple[str, bytes]], topic: str) -> None:
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20, "partitioner": "murmur2_random",
+                  "compression.type": "lz4"})
+    for sid, value in events:
+        while True:
+            try:
+                p.produce(topic, key=sid.encode(), value=value)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    p.flush(60)
+
+
+def throughput(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[str, Any]:
+    per = args.events // args.sessions
+    events = make_events(args.sessions, per, "tp")
+    produce_all(events, f"{worker.prefix}.events")
+    reader = widget_reader(f"{worker.prefix}.widgets")
+    ready = worker.start()
+    done: dict[str, int] = {}
+    first: float | None = None
+    last = ready
+    while len([s for s, n in done.items() if n >= per]) < args.sessions:
+        got = summaries(reader, serde, 1.0)
+        for arrived, sid, n in got:
+            first = arrived if first is None else first
+            done[sid] = max(done.get(sid, 0), n)
+            last = arrived
+        if time.monotonic() - ready > 600:
+            raise SystemExit("throughput run did not finish in 10 minutes")
+    reader.close()
+    assert first is not None
+    n = per * args.sessions
+    return {"events": n, "sessions": args.sessions, "seconds_from_first_update": round(last - first, 2),
+            "events_per_s": round(n / (last - first)),
+            "events_per_s_from_ready": round(n / (last - ready))}
+
+
+def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[str, Any]:
+    per = max(2, int(args.rate * args.seconds) // args.sessions)
+    events = make_events(args.sessions, per, "lat", seed=11)
+    reader = widget_reader(f"{worker.prefix}.widgets")
+    summaries(reader, serde, 2.0)  # join the group, skip the throughput phase's updates
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 1, "partitioner": "murmur2_random"})
+    sent: dict[str, list[float]] = {}
+    pending: dict[str, int] = {}
+    delays: list[float] = []
+    gap = 1.0 / args.rate
+    start = time.monotonic()
+    for i, (sid, value) in enumerate(events):
+        target = start + i * gap
+        while time.monotonic() < target:
+            for arrived, s, n in summaries(reader, serde, 0):
+                _match(sent, pending, delays, arrived, s, n)
+            p.poll(0)
+            time.sleep(min(0.0005, max(0.0, target - time.monotonic())))
+        sent.setdefault(sid, []).append(time.monotonic())
+        p.produce(f"{worker.prefix}.events", key=sid.encode(), value=value)
+    p.flush(30)
+    deadline = time.monotonic() + 10
+    while len(delays) < len(events) and time.monotonic() < deadline:
+        for arrived, s, n in summaries(reader, serde, 0.2):
+            _match(sent, pending, delays, arrived, s, n)
+    reader.close()
+    delays.sort()
+    q = statistics.quantiles(delays, n=100)
+    return {"events": len(events), "matched": len(delays), "rate_per_s": args.rate,
+            "p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
+            "max_ms": round(delays[-1] * 1000, 1)}
+
+
+def _match(sent: dict[str, list[float]], pending: dict[str, int], delays: list[float],
+           arrived: float, sid: str, n: int) -> None:
+    times = sent.get(sid, [])
+    i = pending.get(sid, 0)
+    while i < min(n, len(times)):
+        delays.append(arrived - times[i])
+        i += 1
+    pending[sid] = i
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--sessions", type=int, default=200)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--rate", type=int, default=2000, help="events/s in the delay phase")
+    ap.add_argument("--seconds", type=float, default=15.0, help="length of the delay phase")
+    args = ap.parse_args()
+    serde = AvroSerde()
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = Worker(f"bench{uuid.uuid4().hex[:8]}", args.partitions, Path(tmp))
+        try:
+            worker.create_topics()
+            tp = throughput(worker, args, serde)
+            print(json.dumps({"throughput": tp}), flush=True)
+            lat = delay(worker, args, serde)
+            print(json.dumps({"delay": lat}), flush=True)
+        finally:
+            worker.stop()
+
+
+if __name__ == "__main__":
+    main()
