@@ -147,7 +147,12 @@ def compile_fix_loop(state: State, event: Event, cfg: PatternConfig) -> list[Ale
     if not outcome:
         st["errors"], st["active"] = [], False
         return []
-    st["errors"].append([ts, event["event_id"]])
+    # A failed build run through a tool arrives twice (command.executed and build.completed,
+    # same tool_use_id): it is one compile error.
+    call = event.get("tool_use_id") or event["event_id"]
+    if any(len(e) > 2 and e[2] == call for e in st["errors"]):
+        return []
+    st["errors"].append([ts, event["event_id"], call])
     st["errors"] = [e for e in st["errors"] if e[0] > ts - cfg.compile_window_us]
     if len(st["errors"]) <= cfg.compile_errors:
         st["active"] = False

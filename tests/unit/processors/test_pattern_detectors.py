@@ -184,3 +184,18 @@ def test_replaying_events_on_recovered_state_repeats_nothing_and_fresh_state_agr
     fresh = run(events)
     assert [a["alert_id"] for a in first + rest] == [a["alert_id"] for a in fresh]
     assert len({a["alert_id"] for a in fresh}) == len(fresh) == 2
+
+
+def test_a_failed_build_reported_as_command_and_build_counts_once() -> None:
+    events: list[dict[str, Any]] = []
+    for i, m in enumerate([0, 1, 2, 3]):
+        events.append(write(m - 0.01))
+        for etype, body in (
+            ("command.executed", {"binary": "cargo", "args": ["build"], "exit_code": 101}),
+            ("build.completed", {"component": "cargo", "outcome": "failure"}),
+        ):
+            events.append(ev(etype, body, m, tool_use_id=f"toolu_{i}"))
+    assert patterns(run(events[:9])) == []  # three builds, six events
+    alerts = run(events)
+    assert patterns(alerts) == ["compile_fix_loop"]
+    assert len(alerts[0]["evidence_event_ids"]) == 4
