@@ -299,10 +299,10 @@ SELECT
     session_id,
     any(agent) AS agent,
     count() AS commands,
-    round(sum(ifNull(cpu_time_ms, 0)) / 3600000, 6) AS cpu_hours,
-    round(sum(ifNull(peak_memory_mib, 0) * ifNull(duration_ms, 0)) / 1024 / 3600000, 6)
+    round((sum(ifNull(cpu_time_ms, 0)) / 3600000 AS cpu_h), 6) AS cpu_hours,
+    round((sum(ifNull(peak_memory_mib, 0) * ifNull(duration_ms, 0)) / 1024 / 3600000 AS gib_h), 6)
         AS gib_hours,
-    round(cpu_hours * %(cpu_hour_usd)s + gib_hours * %(gib_hour_usd)s, 6) AS cost_usd
+    round(cpu_h * %(cpu_hour_usd)s + gib_h * %(gib_hour_usd)s, 6) AS cost_usd
 FROM
 (
     SELECT session_id, agent, cpu_time_ms, peak_memory_mib, duration_ms
