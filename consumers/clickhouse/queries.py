@@ -13,61 +13,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from consumers.clickhouse.output import ResultSet, parse_duration
+from consumers.clickhouse.querydefs import WINDOW, WINDOW_PARAMS, NamedQuery, Param
+from consumers.clickhouse.sql_analytics import ANALYTICS
+from consumers.clickhouse.sql_patterns import PATTERNS
 from pipeline.errors import QueryError, TransientError
 from pipeline.settings import REPO_ROOT
 
 DOC_PATH = REPO_ROOT / "docs" / "analytics.md"
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: str
-    """ClickHouse type for the docs' ``{name:Type}`` form: Int64, UInt32, Float64, String."""
-    default: str
-    help: str
-
-    def convert(self, raw: str) -> Any:
-        if self.type == "String":
-            return raw
-        try:
-            value: Any = float(raw) if self.type == "Float64" else int(raw)
-        except ValueError:
-            raise QueryError(f"parameter {self.name} takes a {self.type}; got {raw!r}") from None
-        if self.type.startswith("UInt") and value < 0:
-            raise QueryError(f"parameter {self.name} must not be negative; got {raw!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class NamedQuery:
-    name: str
-    title: str
-    description: str
-    sql: str
-    params: tuple[Param, ...] = ()
-
-    def param_names(self) -> set[str]:
-        return set(re.findall(r"%\((\w+)\)s", self.sql))
-
-
-# The window and session filter every events query shares. `since`/`until` are Unix seconds
-# compared on the DateTime column, so ClickHouse prunes day partitions; microseconds stay in ts_us.
-WINDOW_PARAMS: tuple[Param, ...] = (
-    Param("since", "UInt32", "24h", "start of the window: a duration ago (24h, 7d) or an ISO "
-          "date/datetime (UTC); the CLI's --since"),
-    Param("until", "UInt32", "now", "end of the window (exclusive), same forms; the CLI's --until"),
-    Param("session", "String", "", "one session id, or empty for all sessions; the CLI's --session"),
-)
-WINDOW = (
-    "timestamp >= toDateTime(%(since)s) AND timestamp < toDateTime(%(until)s)\n"
-    "      AND (%(session)s = '' OR session_id = %(session)s)"
-)
+__all__ = ["REGISTRY", "WINDOW", "WINDOW_PARAMS", "NamedQuery", "Param", "bind", "execute", "get",
+           "render_markdown", "run", "window"]
 
 
 def _time_seconds(raw: str, now_s: int, name: str) -> int:
@@ -140,9 +98,6 @@ def run(conn: Any, query: NamedQuery, params: Mapping[str, Any], *, max_seconds:
 
 
 def _registry() -> dict[str, NamedQuery]:
-    from consumers.clickhouse.sql_analytics import ANALYTICS
-    from consumers.clickhouse.sql_patterns import PATTERNS
-
     out: dict[str, NamedQuery] = {}
     for query in (*ANALYTICS, *PATTERNS):
         if query.name in out:
@@ -181,10 +136,11 @@ the DateTime column so whole day partitions are skipped); `session` empty means 
 
 Duplicates: `telemetry_events` is a ReplacingMergeTree keyed by event_id that folds an upstream
 duplicate only when parts merge, so every query either deduplicates on `event_id` at read time
-(`LIMIT 1 BY event_id`, `uniqExact(event_id)`) or uses only values a duplicate cannot change
-(min, max, the latest value, the order of outcomes). Percentiles are ClickHouse's `quantiles`:
-linear interpolation between the closest ranks, exact up to 8,192 values per group (a uniform
-sample beyond).
+(`LIMIT 1 BY event_id`, `uniqExact(event_id)` per small group, distinct
+`(ts_us, cityHash64(event_id))` tuples in the pattern queries' per-session arrays) or uses only
+values a duplicate cannot change (min, max, the latest value, the order of outcomes).
+Percentiles are ClickHouse's `quantiles`: linear interpolation between the closest ranks, exact
+up to 8,192 values per group (a uniform sample beyond).
 
 This file is generated from `consumers/clickhouse/sql_*.py`:
 `.venv/bin/python -m consumers.clickhouse.queries > docs/analytics.md`.

@@ -8,7 +8,7 @@ bench/queries.py), or aggregates that duplicates cannot change (min, max, argMax
 
 from __future__ import annotations
 
-from consumers.clickhouse.queries import WINDOW, WINDOW_PARAMS, NamedQuery, Param
+from consumers.clickhouse.querydefs import WINDOW, WINDOW_PARAMS, NamedQuery, Param
 
 LIMIT = Param("limit", "UInt32", "20", "rows to return")
 TEST_OK = "('passed')"

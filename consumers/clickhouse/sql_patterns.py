@@ -9,7 +9,7 @@ drops a subquery column that is only referenced inside a lambda ("Unknown identi
 
 from __future__ import annotations
 
-from consumers.clickhouse.queries import WINDOW, WINDOW_PARAMS, NamedQuery, Param
+from consumers.clickhouse.querydefs import WINDOW, WINDOW_PARAMS, NamedQuery, Param
 
 LIMIT = Param("limit", "UInt32", "50", "rows to return")
 
