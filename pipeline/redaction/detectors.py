@@ -29,7 +29,7 @@ Span = tuple[int, int, int]
 _Detector = Callable[[str, str, list[Span]], None]
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_B64URL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-=")
+_B64URL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _HEXISH = frozenset("0123456789abcdefghijklmnopqrstuvwxyz:")
 _KEY_CACHE_LIMIT = 8192
 _URL_USERINFO_END = re.compile(r"://[^\s/@:\x00]*:\Z")
@@ -205,6 +205,8 @@ class SpanFinder:
         for m in r.JWT_PAYLOAD.finditer(text):
             dot = m.start()
             start = dot
+            while start > 0 and text[start - 1] == "=" and dot - start < 2:
+                start -= 1  # base64 padding of the header
             while start > 0 and dot - start < 8192 and text[start - 1] in _B64URL:
                 start -= 1
             if start < last_end:

@@ -125,9 +125,13 @@ GITLAB_RUNNER_REG = re.compile(r"GR1348941[A-Za-z0-9_-]{20,}")
 SLACK_WEBHOOK = re.compile(
     r"hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9+/_-]{20,})"
 )
-# detect-secrets: xox(?:a|b|p|o|s|r)-(?:\d+-)+[a-z0-9]+ (i); gitleaks adds xoxe, xapp-,
-# xoxe.xox[bp]- config tokens.
-SLACK_TOKEN = r"xox(?:[abposre]-[A-Za-z0-9-]{10,}|e\.xox[bp]-[0-9]-[A-Za-z0-9]{20,})"
+# detect-secrets: xox(?:a|b|p|o|s|r)-(?:\d+-)+[a-z0-9]+ (i): digits right after the type;
+# gitleaks slack-legacy-workspace-token xox[ar]-(?:\d-)?[0-9a-zA-Z]{8,48}, and its xoxe- and
+# xoxe.xox[bp]- config tokens and xapp- app tokens.
+SLACK_TOKEN = (
+    r"xox(?:[bpose]-[0-9]+-[A-Za-z0-9-]{8,}|[ar]-(?:[0-9]-)?[A-Za-z0-9]{8,48}"
+    r"|e\.xox[bp]-[0-9]-[A-Za-z0-9]{20,})"
+)
 SLACK_APP_TOKEN = r"xapp-[0-9]-[A-Za-z0-9-]{10,}"
 
 # gitleaks stripe-access-token: (?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}. Matched from

@@ -154,7 +154,9 @@ def _authorization(rng: Random) -> tuple[str, str]:
         cred = _s(rng, URLSAFE + ".~", rng.randint(20, 60)) + rng.choice(string.digits)
         scheme = rng.choice(["Bearer", "token", "Bearer"])
     forms = ["Authorization: {X} {S}", '-H "Authorization: {X} {S}"',
-             '{"Authorization": "{X} {S}"}', "authorization={X} {S}", "{X} {S}"]
+             '{"Authorization": "{X} {S}"}', "authorization={X} {S}"]
+    if scheme != "token":  # a bare "token abc" is prose; bare Bearer/Basic are recognised
+        forms.append("{X} {S}")
     form = rng.choice(forms).replace("{X}", scheme)
     return form.replace("{S}", cred), cred
 
