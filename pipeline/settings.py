@@ -242,6 +242,62 @@ class CollectorSettings(HttpServiceSettings):
         return self.hook_log or stack_dir / "logs" / "hook.log"
 
 
+class GatewaySettings(HttpServiceSettings):
+    """The dashboard gateway (`agentwatch gateway`): WebSocket fan-out, REST API, web dashboard."""
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Dashboard, WebSocket, REST API, /health and /metrics."""
+    jwt_secret: SecretStr | None = None
+    """HS256/384/512 signing secret. Empty: <stack.dir>/gateway.secret, generated once (local stack)."""
+    jwt_algorithms: tuple[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256"], ...] = (
+        "HS256",)
+    """Accepted token algorithms (JSON list); `none` is never accepted."""
+    jwt_audience: str = "agentwatch"
+    """Required `aud` claim."""
+    jwt_issuer: str = "agentwatch"
+    """Required `iss` claim."""
+    jwt_public_key: str | None = None
+    """PEM public key (or a path to one) that verifies RS*/ES* tokens."""
+    jwks_url: str | None = None
+    """JWKS endpoint whose keys (by `kid`) verify RS*/ES* tokens; fetched keys are cached."""
+    jwks_cache_s: float = Field(default=300.0, gt=0)
+    """How long fetched JWKS keys are reused."""
+    token_ttl_s: int = Field(default=12 * 3600, ge=60)
+    """Lifetime of tokens minted by `agentwatch token` (default 12 h)."""
+    ws_token_ttl_s: int = Field(default=60, ge=5, le=600)
+    """Lifetime of the short-lived tokens (POST /api/ws-token) a browser puts in the WebSocket URL."""
+    rate_limit_rps: float = Field(default=100.0, gt=0)
+    """Requests per second per user (REST, WebSocket handshakes and client messages)."""
+    rate_limit_burst: int = Field(default=200, ge=1)
+    """Requests a user may make at once before the per-second rate applies."""
+    client_queue_max: int = Field(default=512, ge=8)
+    """Messages waiting for one slow WebSocket client (coalesced per widget) before it is dropped."""
+    client_queue_max_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    """Bytes waiting for one slow WebSocket client before it is dropped."""
+    max_clients: int = Field(default=20_000, ge=1)
+    """WebSocket connections one gateway process accepts (more get 503)."""
+    heartbeat_s: float = Field(default=30.0, gt=0)
+    """WebSocket ping interval; a client that does not answer is closed."""
+    patterns_lookback_s: float = Field(default=24 * 3600.0, ge=0)
+    """How far back the gateway reads the (not compacted) patterns topic at start."""
+    pattern_alerts_per_session: int = Field(default=50, ge=1)
+    """Most recent pattern alerts kept per session for the pattern_alerts widget."""
+    tls_cert: Path | None = None
+    """PEM certificate chain: serve HTTPS/WSS when set (with tls_key)."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert."""
+    replay_to_kafka: bool = True
+    """Dashboard replays are also produced to topics.replay (as `agentwatch replay` does)."""
+    max_replays: int = Field(default=4, ge=1)
+    """Replays one gateway runs at once."""
+    audit_flush_s: float = Field(default=1.0, gt=0)
+    """Audit rows are inserted into ClickHouse at most this often (batched)."""
+    audit_buffer_max: int = Field(default=100_000, ge=100)
+    """Audit rows held while ClickHouse is unreachable; beyond that the oldest are dropped (counted)."""
+    clickhouse_pool: int = Field(default=4, ge=1, le=32)
+    """ClickHouse connections for REST reads (each used by one worker thread at a time)."""
+
+
 class SpoolSettings(_Section):
     """The durable on-disk spool every producer writes through before Kafka."""
 
@@ -446,7 +502,7 @@ class Settings(BaseSettings):
     collector: CollectorSettings = CollectorSettings()
     spool: SpoolSettings = SpoolSettings()
     producer: ProducerSettings = ProducerSettings()
-    gateway: HttpServiceSettings = HttpServiceSettings(port=8080)
+    gateway: GatewaySettings = GatewaySettings()
     # Health and /metrics endpoints of the components that serve no other HTTP.
     worker_http: HttpServiceSettings = HttpServiceSettings(port=6066)
     clickhouse_sink_http: HttpServiceSettings = HttpServiceSettings(port=9101)
