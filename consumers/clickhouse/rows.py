@@ -72,14 +72,18 @@ def _bounded(name: str, value: Any, bounds: tuple[int, int]) -> Any:
     return value
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# One encoder for every row: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _json(value: Any) -> str:
+    return _ENCODER.encode(value) if value else "{}"
 
 
 def _task(row: list[Any], p: Mapping[str, Any]) -> None:
