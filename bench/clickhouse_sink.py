@@ -73,7 +73,7 @@ def stages(raw: list[bytes], batch: int) -> dict[str, float]:
 
     def insert() -> None:
         for lo in range(0, n, batch):
-            conn.execute(sql, [list(c) for c in zip(*rows[lo:lo + batch], strict=True)],
+            conn.execute(sql, list(zip(*rows[lo:lo + batch], strict=True)),
                          columnar=True)
 
     t_insert = timed(insert)

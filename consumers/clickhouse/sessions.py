@@ -164,7 +164,7 @@ class SessionFolder:
             if folded is not None:
                 rows.append(session_row(folded))
         if rows:
-            columns = [list(c) for c in zip(*rows, strict=True)]
+            columns = list(zip(*rows, strict=True))
             client.execute(self._insert, columns, columnar=True)
         return len(rows)
 

@@ -254,7 +254,8 @@ class ClickHouseSink:
         self._insert_bisect(records[mid:], rows[mid:], reject)
 
     def _insert(self, rows: list[Row]) -> None:
-        columns = [list(col) for col in zip(*rows, strict=True)]
+        # Tuples are enough: the driver copies what it converts (measured ~2x cheaper).
+        columns = list(zip(*rows, strict=True))
         try:
             self._conn().execute(self._insert_sql, columns, columnar=True)
         except Exception as exc:
