@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _READ_BATCH = 2000
 _IDLE_WAIT_S = 0.05
+_ERROR_LOG_INTERVAL_S = 30.0
 
 
 class ProducerLike(Protocol):
@@ -108,7 +109,7 @@ class Forwarder:
         self._state = _State()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stop_timeout = 10.0
-        self.connected_once = False
+        self._client_errors: dict[str, tuple[float, int]] = {}
 
     # -- control ---------------------------------------------------------------------------
 
@@ -147,9 +148,18 @@ class Forwarder:
 
     def _error_cb(self, err: Any) -> None:
         fatal = getattr(err, "fatal", lambda: False)()
-        log.warning("kafka client error: %s", err, extra={"fatal": fatal})
         if fatal:
             self._state.recreate = True
+        # While Kafka is away the client reports every reconnect: say it once per interval.
+        reason = _reason(err)
+        now = time.monotonic()
+        last, count = self._client_errors.get(reason, (0.0, 0))
+        if fatal or now - last >= _ERROR_LOG_INTERVAL_S:
+            log.warning("kafka client error: %s", err,
+                        extra={"fatal": fatal, "repeated_since_last_report": count})
+            self._client_errors[reason] = (now, 0)
+        else:
+            self._client_errors[reason] = (last, count + 1)
 
     def _run(self) -> None:
         producer = self._factory(self._error_cb)
@@ -204,7 +214,6 @@ class Forwarder:
         def on_delivery(err: Any, _msg: Any) -> None:
             if err is None:
                 flight.done = True
-                self.connected_once = True
                 self._hooks.delivered(flight.tag, time.monotonic() - flight.sent_at)
                 return
             reason = _reason(err)
