@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -52,14 +53,15 @@ def make_stream(events: int, sessions: int) -> list[dict[str, Any]]:
     return sorted((e for s in all_sessions for e in s), key=lambda e: e["timestamp"])
 
 
-def sink_path(target: ArchiveTarget, raw: list[bytes], partitions: int = 6) -> float:
-    """events/s of decode + ArchiveSink.write over batches like the consume loop hands over."""
+def sink_path(target: ArchiveTarget, raw: list[bytes], partitions: int = 6) -> tuple[float, float]:
+    """(events/s wall clock, events per CPU-second of this process) of decode +
+    ArchiveSink.write over batches like the consume loop hands over."""
     sink = ArchiveSink(target, ArchiveMetrics(CollectorRegistry()), concurrency=8)
 
     def reject(record: Record[Any], exc: Exception) -> None:
         raise AssertionError(exc)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(raw), BATCH):
         parts: dict[TopicPartition, list[Record[dict[str, Any]]]] = {}
         for offset, data in enumerate(raw[start:start + BATCH], start=start):
@@ -68,9 +70,9 @@ def sink_path(target: ArchiveTarget, raw: list[bytes], partitions: int = 6) -> f
             parts.setdefault(TopicPartition("events", p), []).append(
                 Record("events", p, offset, None, event, 0, data))
         sink.write(Batch(parts), reject)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     sink.close()
-    return len(raw) / elapsed
+    return len(raw) / elapsed, len(raw) / cpu
 
 
 def s3_target(endpoint: str) -> S3Target:
@@ -80,8 +82,9 @@ def s3_target(endpoint: str) -> S3Target:
     return S3Target(client, bucket, "archive")
 
 
-def end_to_end(raw: list[bytes], keys: list[bytes], tmp: Path) -> tuple[float, float]:
-    """(events/s from the first write to the last commit, seconds from start to all committed)."""
+def end_to_end(raw: list[bytes], keys: list[bytes], tmp: Path) -> tuple[float, float, float]:
+    """(events/s from the first write to the last commit, events per CPU-second of the sink,
+    seconds from start to all committed)."""
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
@@ -113,7 +116,7 @@ def end_to_end(raw: list[bytes], keys: list[bytes], tmp: Path) -> tuple[float, f
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
         thread = threading.Thread(target=loop.run_until_complete, args=(serve(settings, stop),))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         thread.start()
         first = last = None
         while last is None:
@@ -125,11 +128,12 @@ def end_to_end(raw: list[bytes], keys: list[bytes], tmp: Path) -> tuple[float, f
                 last = time.perf_counter()
             if time.perf_counter() - started > 600:
                 raise RuntimeError("the sink did not drain the topic in 10 minutes")
+        cpu = time.process_time() - cpu
         loop.call_soon_threadsafe(stop.set)
         thread.join()
         assert first is not None
         # The first observed write already holds up to one batch: count from its start.
-        return len(raw) / max(last - first + 0.1, 1e-9), last - started
+        return len(raw) / max(last - first + 0.1, 1e-9), len(raw) / cpu, last - started
     finally:
         admin.delete_topics([topic])
 
@@ -223,18 +227,21 @@ def main() -> int:
     raw = [SERDE.encode_event(e) for e in stream]
     keys = [e["session_id"].encode() for e in stream]
     mean_line = sum(len(r) for r in raw) / len(raw)
-    print(f"{len(raw)} events in {args.sessions} sessions (mean Avro message {mean_line:.0f} B)")
+    print(f"{len(raw)} events in {args.sessions} sessions (mean Avro message {mean_line:.0f} B);"
+          f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        print(f"sink path, folder target:  {sink_path(FileTarget(tmp / 'a'), raw):>9,.0f} events/s")
+        rate, per_cpu = sink_path(FileTarget(tmp / "a"), raw)
+        print(f"sink path, folder:          {rate:>9,.0f} events/s  ({per_cpu:,.0f} per CPU-second)")
         endpoint = settings.s3.endpoint_url
         if not args.no_s3 and endpoint:
-            rate = sink_path(s3_target(endpoint), raw)
-            print(f"sink path, S3 (moto HTTP): {rate:>9,.0f} events/s")
+            rate, per_cpu = sink_path(s3_target(endpoint), raw)
+            print(f"sink path, S3 (moto HTTP):  {rate:>9,.0f} events/s  ({per_cpu:,.0f} per CPU-second)")
         if not args.no_kafka:
-            rate, total = end_to_end(raw, keys, tmp)
-            print(f"end to end via Kafka, folder: {rate:>9,.0f} events/s "
-                  f"(all {len(raw):,} committed {total:.1f} s after start, group join included)")
+            rate, per_cpu, total = end_to_end(raw, keys, tmp)
+            print(f"end to end via Kafka, folder: {rate:>7,.0f} events/s  ({per_cpu:,.0f} per CPU-second"
+                  f" of the sink; all {len(raw):,} committed {total:.1f} s after start, group join"
+                  " included)")
         targets: list[tuple[str, ArchiveTarget]] = [("folder", FileTarget(tmp / "r"))]
         if not args.no_s3 and endpoint:
             targets.append(("S3", s3_target(endpoint)))
