@@ -229,11 +229,15 @@ class ArchiveSink:
             except Exception as exc:
                 self._m.compaction_failures.labels(reason=reason).inc()
                 self.last_error = f"compaction of {session_id}: {type(exc).__name__}: {exc}"
-                if raise_errors:
+                # An unreadable segment (ItemError) would fail every retry of the batch and stall
+                # the whole archive: its segments stay (nothing is lost) and the idle timer
+                # tries again; target failures do hold the batch back.
+                if raise_errors and not isinstance(exc, ItemError):
                     raise
-                log.warning("compaction failed; segments kept, retried later",
-                            extra={"session_id": session_id, "error": self.last_error,
-                                   "retriable": getattr(exc, "retriable", False)})
+                log.log(logging.ERROR if isinstance(exc, ItemError) else logging.WARNING,
+                        "compaction failed; segments kept, retried later",
+                        extra={"session_id": session_id, "error": self.last_error,
+                               "retriable": getattr(exc, "retriable", False)})
                 return None
             with self._mutex:
                 self._tracker.forget(session_id, seen_at)

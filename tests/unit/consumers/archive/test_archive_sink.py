@@ -237,3 +237,17 @@ def _batch(partition: int, events: list[dict[str, Any]],
 
 def _no_reject(record: Record[Any], exc: ItemError) -> None:
     raise AssertionError(f"unexpected reject of {record.offset}: {exc}")
+
+
+def test_a_corrupt_segment_does_not_stall_the_archive() -> None:
+    target = MemoryTarget()
+    sink = ArchiveSink(target, ArchiveMetrics(CollectorRegistry()))
+    events = sample_session("s", 6)
+    sink.write(_batch(0, events[:3]), _no_reject)
+    [key] = pending_segments(target, "s")
+    target.objects[key.key] = b"not gzip at all"
+    sink.write(_batch(0, events[3:], first_offset=3), _no_reject)  # has session.ended: no raise
+    assert read_manifest(target, "s") is None
+    assert sink.open_sessions() == ["s"]
+    assert len(pending_segments(target, "s")) == 2
+    assert sink.last_error is not None and "DecodeError" in sink.last_error
