@@ -127,11 +127,10 @@ class ArchiveSink:
     def write(self, batch: Batch[dict[str, Any]], reject: RejectFn) -> None:
         segments: list[Segment] = []
         for tp, records in batch.partitions.items():
-            by_offset: dict[int, Record[dict[str, Any]]] = {r.offset: r for r in records}
 
             def on_bad(offset: int, exc: ItemError,
-                       recs: dict[int, Record[dict[str, Any]]] = by_offset) -> None:
-                reject(recs[offset], exc)
+                       recs: Sequence[Record[dict[str, Any]]] = records) -> None:
+                reject(next(r for r in recs if r.offset == offset), exc)
 
             segments.extend(build_segments(
                 tp.partition, ((r.offset, r.value) for r in records), on_bad))
