@@ -266,10 +266,11 @@ class ClickHouseSink:
             raise classified from exc
         self._m_inserts.inc()
         self._m_inserted.inc(len(rows))
-        for row in rows:
-            tp = TopicPartition(row[-3], row[-2])
-            if row[-1] + 1 > self._stored.get(tp, 0):
-                self._stored[tp] = row[-1] + 1
+        # Rows of one partition are in ascending offset order: the last one is the highest.
+        last = {(row[-3], row[-2]): row[-1] for row in rows}
+        for (topic, partition), offset in last.items():
+            tp = TopicPartition(topic, partition)
+            self._stored[tp] = max(self._stored.get(tp, 0), offset + 1)
 
     def _stored_offsets(self, partitions: list[TopicPartition], *,
                         refresh: bool) -> Mapping[TopicPartition, int]:
