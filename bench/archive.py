@@ -223,6 +223,9 @@ def main() -> int:
     parser.add_argument("--no-kafka", action="store_true")
     args = parser.parse_args()
     settings = load_settings()
+    from consumers.archive.sink import tune_gc
+
+    tune_gc()  # as `agentwatch sink archive` does at start
     stream = make_stream(args.events, args.sessions)
     raw = [SERDE.encode_event(e) for e in stream]
     keys = [e["session_id"].encode() for e in stream]
