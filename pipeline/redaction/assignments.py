@@ -81,6 +81,8 @@ def _key_value(text: str, kw_start: int, end: int, rules: Rules, out: list[Span]
         start += 1  # "\npassword": the n belongs to an escape sequence, not the name
     if text.startswith("://", start - 3):
         return  # scheme://token-name:secret@host is URL userinfo: url_password's business
+    if text.startswith("REDACTED:", start - 9):
+        return  # the rule name inside one of our own tokens (***REDACTED:github_token:...***)
     key = text[start:end]
     pri = rules.rule_for_key(key)
     if pri is None:

@@ -32,6 +32,7 @@ _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 _B64URL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _HEXISH = frozenset("0123456789abcdefghijklmnopqrstuvwxyz:")
 _KEY_CACHE_LIMIT = 8192
+_NAME_LIKE = re.compile(r"[A-Za-z0-9_.$-][A-Za-z0-9_. $-]{0,79}")
 _URL_USERINFO_END = re.compile(r"://[^\s/@:\x00]*:\Z")
 _AUTH_SCHEME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9-]*)[ \t]+(?=\S)")
 
@@ -141,7 +142,9 @@ class SpanFinder:
             return self.key_cache[key]
         except KeyError:
             pass
-        kind = classify_key(key)
+        # Only name-like keys say anything about their value; a key that is itself text
+        # ("AccessKeyId: ***REDACTED...***" as a map key) is scanned, not classified.
+        kind = classify_key(key) if _NAME_LIKE.fullmatch(key) else KeyKind.NONE
         rule: str | None = None
         if kind & KeyKind.AUTHORIZATION:
             rule = "authorization_header"

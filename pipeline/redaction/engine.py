@@ -196,9 +196,11 @@ class Redactor:
                     if e > s:
                         spans.append((base + s, base + e, pri))
         if spans and "***" in text:
+            # Our own tokens are never redacted again (replays, double processing): drop any
+            # match that starts inside one.
             own = [m.span() for m in OWN_TOKEN.finditer(text)]
             if own:
-                spans = [sp for sp in spans if not any(a <= sp[0] and sp[1] <= b for a, b in own)]
+                spans = [sp for sp in spans if not any(a <= sp[0] < b for a, b in own)]
         if spans and (self._allow_values or self._allow_patterns):
             spans = [sp for sp in spans if not self._allowed(text[sp[0] : sp[1]])]
         return spans

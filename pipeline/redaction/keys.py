@@ -171,11 +171,11 @@ def is_code_reference(
     if spaced_assignment and value.isdigit() and len(value) <= 5:
         return True
     if _LETTERS_NAME.fullmatch(value):
-        return (
-            spaced_assignment
-            or quoted_key
-            or prose_follows
-            or _KEYWORDISH.search(value) is not None
+        if _KEYWORDISH.search(value) is not None:
+            return True
+        # Names are short or have underscores; 25+ letters in one run is a generated secret.
+        return (spaced_assignment or quoted_key or prose_follows) and (
+            len(value) <= 24 or "_" in value
         )
     return False
 
