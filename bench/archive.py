@@ -9,7 +9,8 @@
    (`consumers.archive.sink.serve`) drains it into a folder;
 3. replay: time from "replay SESSION" to the first event emitted (load recording + parse), and
    the speed-0 rate onto the Kafka replay channel.
-Needs the local stack for 2, 3 (Kafka) and the S3 rows (`agentwatch up --services-only`).
+Needs Kafka from the local stack for 2 and 3 (`agentwatch up --services-only`); S3 figures use
+a moto server the bench starts and stops itself.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import asyncio
 import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ from consumers.archive.archiver import ArchiveMetrics, ArchiveSink  # noqa: E402
 from consumers.archive.recordings import open_session  # noqa: E402
 from consumers.archive.replay import replay  # noqa: E402
 from consumers.archive.targets import ArchiveTarget, FileTarget, S3Target, s3_client  # noqa: E402
-from consumers.archive.testing import free_port, sample_session  # noqa: E402
+from consumers.archive.testing import free_port, sample_session, wait_for  # noqa: E402
 from pipeline.serde import AvroSerde  # noqa: E402
 from pipeline.settings import S3Settings, load_settings  # noqa: E402
 from pipeline.sinks import Batch, Record, TopicPartition  # noqa: E402
@@ -73,6 +76,30 @@ def sink_path(target: ArchiveTarget, raw: list[bytes], partitions: int = 6) -> t
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     sink.close()
     return len(raw) / elapsed, len(raw) / cpu
+
+
+@contextlib.contextmanager
+def private_s3() -> Iterator[str]:
+    """A moto server of our own (its own process, on a free port): the bench neither depends on
+    nor loads the local stack's S3 endpoint."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("moto", lambda: _answers(endpoint + "/moto-api/"), timeout_s=60)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def s3_target(endpoint: str) -> S3Target:
@@ -222,7 +249,6 @@ def main() -> int:
     parser.add_argument("--no-s3", action="store_true")
     parser.add_argument("--no-kafka", action="store_true")
     args = parser.parse_args()
-    settings = load_settings()
     from consumers.archive.sink import tune_gc
 
     tune_gc()  # as `agentwatch sink archive` does at start
@@ -232,12 +258,12 @@ def main() -> int:
     mean_line = sum(len(r) for r in raw) / len(raw)
     print(f"{len(raw)} events in {args.sessions} sessions (mean Avro message {mean_line:.0f} B);"
           f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    with tempfile.TemporaryDirectory() as tmp_dir:
+    with tempfile.TemporaryDirectory() as tmp_dir, contextlib.ExitStack() as stack:
         tmp = Path(tmp_dir)
+        endpoint = None if args.no_s3 else stack.enter_context(private_s3())
         rate, per_cpu = sink_path(FileTarget(tmp / "a"), raw)
         print(f"sink path, folder:          {rate:>9,.0f} events/s  ({per_cpu:,.0f} per CPU-second)")
-        endpoint = settings.s3.endpoint_url
-        if not args.no_s3 and endpoint:
+        if endpoint:
             rate, per_cpu = sink_path(s3_target(endpoint), raw)
             print(f"sink path, S3 (moto HTTP):  {rate:>9,.0f} events/s  ({per_cpu:,.0f} per CPU-second)")
         if not args.no_kafka:
@@ -246,7 +272,7 @@ def main() -> int:
                   f" of the sink; all {len(raw):,} committed {total:.1f} s after start, group join"
                   " included)")
         targets: list[tuple[str, ArchiveTarget]] = [("folder", FileTarget(tmp / "r"))]
-        if not args.no_s3 and endpoint:
+        if endpoint:
             targets.append(("S3", s3_target(endpoint)))
         for name, target in targets:
             for size, latency, mib in replay_start(target, [1_000, 10_000, 50_000]):
