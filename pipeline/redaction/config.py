@@ -73,7 +73,7 @@ class ExtraPattern(BaseModel):
         description="Case-insensitive literals one of which every match contains; strings "
         "without any are skipped cheaply. Empty: the regex runs on every string.",
     )
-    ignore_case: bool = Field(default=False, strict=True)
+    ignore_case: bool = False
 
     @field_validator("name")
     @classmethod
@@ -113,7 +113,7 @@ class RedactionSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = Field(
-        default=True, strict=True, description="Master switch; false passes events untouched."
+        default=True, description="Master switch; false passes events untouched."
     )
     rules: dict[str, bool] = Field(
         default_factory=dict,
@@ -153,7 +153,6 @@ class RedactionSettings(BaseModel):
     )
     redact_loopback: bool = Field(
         default=False,
-        strict=True,
         description="Also redact 127.0.0.0/8 and ::1 (off: they reveal nothing about a network).",
     )
     entropy_threshold: float = Field(

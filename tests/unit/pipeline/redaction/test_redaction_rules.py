@@ -48,7 +48,8 @@ POSITIVE: list[tuple[str, str, str]] = [
      tok("slack_token")),
     ("slack_webhook", "https://hooks.slack.com/services/T0AB12CD3/B0AB12CD3/abcdefGHIJKL0123456789xy",
      f"https://hooks.slack.com/services/{tok('slack_webhook')}"),
-    ("stripe_key", "stripe.api_key = sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", f"stripe.api_key = {tok('stripe_key')}"),
+    ("stripe_key", "stripe.api_key = sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+     f"stripe.api_key = {tok('stripe_key')}"),
     ("stripe_key", "rk_test_" + "4eC39HqLyjWDarjtT1zdp7dc", tok("stripe_key")),
     ("stripe_key", "whsec_" + "a1b2C3d4" * 4, tok("stripe_key")),
     ("google_api_key", "?key=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY&x=1",
@@ -198,8 +199,7 @@ def test_near_miss_is_kept(rule: str, text: str) -> None:
 @pytest.mark.parametrize(("rule", "text", "expected"), POSITIVE)
 def test_rule_can_be_switched_off(rule: str, text: str, expected: str) -> None:
     off = Redactor(RedactionSettings(rules={rule: False}))
-    new, fired = off.redact_text(text)
-    assert rule not in fired
+    assert rule not in off.redact_text(text)[1]
 
 
 def test_loopback_is_opt_in() -> None:
