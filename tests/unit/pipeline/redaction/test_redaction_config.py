@@ -37,7 +37,7 @@ def test_settings_are_frozen() -> None:
 )
 def test_bad_settings_are_rejected_with_the_field_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValidationError) as info:
-        RedactionSettings(**{field: value})  # type: ignore[arg-type]
+        RedactionSettings(**{field: value})
     assert message in str(info.value) and field in str(info.value)
 
 
@@ -53,7 +53,7 @@ def test_bad_settings_are_rejected_with_the_field_named(field: str, value: objec
 )
 def test_extra_pattern_validation(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        ExtraPattern(**kwargs)  # type: ignore[arg-type]
+        ExtraPattern(**kwargs)
 
 
 def test_duplicate_extra_pattern_names_are_rejected() -> None:
