@@ -150,13 +150,16 @@ class Forwarder:
         fatal = getattr(err, "fatal", lambda: False)()
         if fatal:
             self._state.recreate = True
+        self._warn("kafka client error", err, force=fatal)
+
+    def _warn(self, message: str, err: Any, *, force: bool = False) -> None:
         # While Kafka is away the client reports every reconnect: say it once per interval.
         reason = _reason(err)
         now = time.monotonic()
         last, count = self._client_errors.get(reason, (0.0, 0))
-        if fatal or now - last >= _ERROR_LOG_INTERVAL_S:
-            log.warning("kafka client error: %s", err,
-                        extra={"fatal": fatal, "repeated_since_last_report": count})
+        if force or now - last >= _ERROR_LOG_INTERVAL_S:
+            log.warning("%s: %s", message, err,
+                        extra={"reason": reason, "repeated_since_last_report": count})
             self._client_errors[reason] = (now, 0)
         else:
             self._client_errors[reason] = (last, count + 1)
@@ -225,6 +228,7 @@ class Forwarder:
                 flight.done = True
                 return
             self._hooks.delivery_error(reason)
+            self._warn("delivery failed; resending from the spool", err)
             flight.failed = True
             self._state.rewind = True
 
