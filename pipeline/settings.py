@@ -110,8 +110,9 @@ class ClickHouseSinkSettings(_Section):
 
     group_id: str = "agentwatch-clickhouse-sink"
     """Kafka consumer group of the events loader (patterns and DLQ loaders add -patterns, -dlq)."""
-    batch_max_records: int = Field(default=20_000, ge=1)
-    """Flush to ClickHouse when this many messages are buffered (bench/clickhouse_sink.py)."""
+    batch_max_records: int = Field(default=50_000, ge=1)
+    """Flush to ClickHouse when this many messages are buffered (bench/clickhouse_sink.py:
+    larger inserts amortise the per-insert parts of the table and its views)."""
     batch_max_age_s: float = Field(default=1.0, gt=0)
     """Flush when the oldest buffered message has waited this long."""
     poll_timeout_s: float = Field(default=0.2, gt=0)
