@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,12 +30,30 @@ from faust.types import TP
 
 _GATE_ATTR = "_agentwatch_commit_gate"
 
+log = logging.getLogger(__name__)
+
 
 class CommitGate:
-    """Serialises the consumer's offset commits with the send phase of batching agents."""
+    """Serialises the consumer's offset commits with the send phase of batching agents.
+
+    Also the place to stop committing altogether: when a batch is interrupted half way (worker
+    shutdown, a crash), Faust's ``take()`` still acks the batch as its generator closes, and the
+    shutdown commit would then commit offsets whose outputs were never (fully) produced. A
+    poisoned gate commits nothing more; the next start resumes from the last good commit.
+    """
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
+        self._poisoned: str | None = None
+
+    @property
+    def poisoned(self) -> str | None:
+        return self._poisoned
+
+    def poison(self, reason: str) -> None:
+        if self._poisoned is None:
+            log.warning("no more offset commits in this process: %s", reason)
+            self._poisoned = reason
 
     def install(self, consumer: Any) -> None:
         """Route every ``consumer.commit()`` through the gate; idempotent."""
@@ -45,6 +64,8 @@ class CommitGate:
         @functools.wraps(inner)
         async def commit(*args: Any, **kwargs: Any) -> bool:
             async with self._lock:
+                if self._poisoned is not None:
+                    return False
                 return await inner(*args, **kwargs)
 
         # Faust's timer, rebalance and shutdown paths all call ``self.commit``: an instance

@@ -40,34 +40,41 @@ class HttpEndpoint(Service):
 
 
 def health_check(
-    app: Any, agents: Sequence[Any], metrics: WorkerMetrics, guarantee: str
+    app: Any, agents: Sequence[Any], metrics: WorkerMetrics, guarantee: str, ingest_topic: str
 ) -> HealthCheck:
     """Healthy while the app runs and no agent has crashed; reports the assignment."""
 
     def check() -> dict[str, Any]:
         crashed = [a.name for a in agents if a.crashed] + (["app"] if app.crashed else [])
-        assigned = _assigned(app)
-        if assigned is not None:
-            metrics.assigned_partitions.set(assigned)
+        assignment = _assignment(app)
+        ingest = assignment.get(ingest_topic, 0) if assignment is not None else None
+        if ingest is not None:
+            metrics.assigned_partitions.set(ingest)
         running = bool(app.started) and not app.should_stop
         return {
             "healthy": running and not crashed,
             "component": "worker",
             "app_id": app.conf.id,
             "processing_guarantee": guarantee,
-            "assigned_partitions": assigned,
+            "assigned_partitions": ingest,
+            "assignment": assignment,
             "crashed": crashed,
         }
 
     return check
 
 
-def _assigned(app: Any) -> int | None:
+def _assignment(app: Any) -> dict[str, int] | None:
+    """Partitions per topic assigned to this worker; ``None`` before the consumer runs."""
     # Never create the consumer from here: Faust must build it itself once the worker runs.
     consumer = getattr(app, "_consumer", None)
     if consumer is None:
         return None
     try:
-        return len(consumer.assignment())
+        tps = consumer.assignment()
     except Exception:  # not started yet (ConsumerNotStarted) or stopping
         return None
+    out: dict[str, int] = {}
+    for tp in tps:
+        out[tp.topic] = out.get(tp.topic, 0) + 1
+    return out

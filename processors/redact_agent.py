@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from mode import CrashingSupervisor
 
 from processors.deadletters import SourceMeta
 from processors.delivery import CommitGate, OutputRouter
@@ -52,36 +51,50 @@ def attach_redact_agent(
     async def redact(stream: Any) -> None:
         gate.install(app.consumer)
         router = OutputRouter(app)
-        async for batch in stream.take_events(config.batch_max, within=config.batch_within_s):
-            started = time.perf_counter()
-            outcomes = await _process(processor, batch)
-            async with gate.sending():
-                futures = []
-                for event, outcome in zip(batch, outcomes, strict=True):
-                    source = event.message.tp
-                    if isinstance(outcome, CleanEvent):
-                        topic, key = config.events_topic, outcome.key
-                    else:
-                        topic, key = config.dlq_topic, outcome.key
-                    futures.append(await router.send(topic, key, outcome.value, source))
-                # A failed delivery raises here, before any input is acked: the batch is not
-                # committed and the worker restarts from the last commit.
-                await asyncio.gather(*futures)
-                for event in batch:
-                    await stream.ack(event)
-            commit_started = time.perf_counter()
-            await app.consumer.commit()
-            done = time.perf_counter()
-            metrics.commit_seconds.observe(done - commit_started)
-            metrics.batch_seconds.observe(done - started)
-            metrics.batch_size.observe(len(batch))
-            _count(metrics, outcomes)
+        in_flight = False
+        try:
+            async for batch in stream.take_events(config.batch_max, within=config.batch_within_s):
+                in_flight = True
+                await _handle(batch, stream, router)
+                in_flight = False
+        except asyncio.CancelledError:
+            if in_flight:
+                gate.poison("the worker stopped in the middle of a batch")
+            raise
+        except Exception as exc:
+            gate.poison(f"the redact agent failed: {type(exc).__name__}")
+            # Take the whole worker down: Faust would restart the agent in place, skipping the
+            # messages it had taken but not committed and stalling the partition's commits
+            # behind them. A restarted process resumes from the last commit instead.
+            log.exception("redact agent failed; stopping the worker")
+            await app.crash(exc)
+            raise
 
-    # A crashed agent must take the process down: restarting it in place would skip the
-    # messages it had taken but not committed, and stall the partition's commits behind them.
-    return app.agent(
-        topics.ingest, name=AGENT_NAME, concurrency=1, supervisor_strategy=CrashingSupervisor
-    )(redact)
+    async def _handle(batch: list[Any], stream: Any, router: OutputRouter) -> None:
+        started = time.perf_counter()
+        outcomes = await _process(processor, batch)
+        async with gate.sending():
+            futures = []
+            for event, outcome in zip(batch, outcomes, strict=True):
+                topic = config.events_topic if isinstance(outcome, CleanEvent) else config.dlq_topic
+                futures.append(await router.send(topic, outcome.key, outcome.value, event.message.tp))
+            # A failed delivery raises here, before any input is acked: the batch is not
+            # committed and the worker restarts from the last commit.
+            await asyncio.gather(*futures)
+            for event in batch:
+                await stream.ack(event)
+        # From here the batch is complete: committing it (now or at shutdown) is correct.
+        commit_started = time.perf_counter()
+        # Shielded: a shutdown arriving mid-commit waits for it (the gate serialises commits)
+        # instead of leaving the transaction half committed.
+        await asyncio.shield(app.consumer.commit())
+        done = time.perf_counter()
+        metrics.commit_seconds.observe(done - commit_started)
+        metrics.batch_seconds.observe(done - started)
+        metrics.batch_size.observe(len(batch))
+        _count(metrics, outcomes)
+
+    return app.agent(topics.ingest, name=AGENT_NAME, concurrency=1)(redact)
 
 
 async def _process(processor: EventProcessor, batch: list[Any]) -> list[Any]:

@@ -3,10 +3,11 @@
 No Kafka, no Faust, no clock of its own: the agent shell (redact_agent.py) feeds raw message
 values here one by one and produces whatever comes back. Order matters and is deliberate:
 
-decode -> enrich -> redact -> truncate -> validate -> encode -> size check
+decode -> enrich -> precut -> redact -> truncate -> validate -> encode -> size check
 
-Redaction runs before truncation so no cut can split a secret into a prefix that no rule
-matches; validation runs on the event as it will travel (after enrichment has filled what it
+Truncation is split around redaction (see truncation.py) so no cut can leave a prefix of a
+secret that no rule matches, while a 10 MB field costs no more to redact than a 70 KB one;
+validation runs on the event as it will travel (after enrichment has filled what it
 can), so a dead letter for a broken rule already holds redacted data.
 """
 
@@ -23,7 +24,7 @@ from pipeline.serde import AvroSerde
 from pipeline.validation import validate_event
 from processors.deadletters import DeadLetterBuilder, RawRedactor, SourceMeta, TextRedactor
 from processors.enrich import enrich
-from processors.truncation import truncate_event
+from processors.truncation import precut_event, truncate_event
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,11 @@ class EventProcessor:
         redacted = False
         limits = self._limits
         try:
-            event = enrich(event)
+            event, precut = precut_event(enrich(event), limits.max_field_bytes)
             before = len(event.get("redacted_fields") or ())
             event = self._redactor.redact_event(event)
             redacted = True
-            event, truncated = truncate_event(event, limits.max_field_bytes)
+            event, truncated = truncate_event(event, limits.max_field_bytes, precut)
             event = validate_event(event, now_us=now, max_future_us=limits.max_future_us)
             value = self._serde.encode_event(event)
             if len(value) > limits.max_event_bytes:

@@ -9,12 +9,20 @@ topic creation is unreliable against Kafka 4.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import logging
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("agentwatch.worker")
+
+SHUTDOWN_GRACE_S = 30.0
+"""Longest a SIGTERM'd worker may take to stop (a broker that is gone can stall Faust's commit
+and flush for minutes); then it exits hard. Safe with transactions: nothing half-done commits."""
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -38,8 +46,13 @@ def run(args: argparse.Namespace) -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    if app.crash_reason is not None:
-        log.error("worker crashed", extra={"reason": repr(app.crash_reason)})
+    except asyncio.CancelledError:
+        # mode re-raises the worker's crash reason; Faust cancels agents first on shutdown and
+        # an agent whose supervisor does not expect that records the cancellation as a crash.
+        pass
+    reason = worker.crash_reason or app.crash_reason
+    if reason is not None and not isinstance(reason, asyncio.CancelledError):
+        log.error("worker crashed", extra={"reason": repr(reason)})
         return 1
     return code
 
@@ -62,8 +75,6 @@ def _create_topics(settings: Any) -> None:
 
 def build_worker(settings: Any) -> tuple[Any, Any]:
     """The Faust worker (app + agents + HTTP endpoint) for ``settings``; not started."""
-    import faust
-
     from pipeline.redaction import RedactionSettings, Redactor, redact_raw
     from pipeline.serde import serde_from_settings
     from processors.app import create_app
@@ -109,12 +120,13 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     aggregates = [attach_widget_agent(app, topics, settings, metrics.registry),
                   attach_pattern_agent(app, topics, settings, metrics.registry)]
     http = HttpEndpoint(
-        health_check(app, [agent, *aggregates], metrics, settings.worker.processing_guarantee),
+        health_check(app, [agent, *aggregates], metrics, settings.worker.processing_guarantee,
+                     settings.topics.ingest),
         metrics.registry,
         settings.worker_http.host,
         settings.worker_http.port,
     )
-    worker = faust.Worker(
+    worker = _worker_class()(
         app, http,
         loglevel=settings.log_level,
         quiet=True,
@@ -122,3 +134,23 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
         override_logging=False,
     )
     return worker, app
+
+
+def _worker_class() -> Any:
+    import faust
+
+    class Worker(faust.Worker):
+        """Faust's worker with a deadline on shutdown."""
+
+        async def on_stop(self) -> None:
+            threading.Thread(target=_exit_after, args=(SHUTDOWN_GRACE_S,), daemon=True).start()
+            await super().on_stop()
+
+    return Worker
+
+
+def _exit_after(seconds: float) -> None:
+    time.sleep(seconds)
+    log.error("worker did not stop within %.0f s of the stop request; exiting", seconds)
+    logging.shutdown()
+    os._exit(1)
