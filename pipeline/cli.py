@@ -60,6 +60,10 @@ COMMANDS: dict[str, CommandRef] = {
                          "re-emit a recorded session onto the replay topic at its original pace"),
     "export-session": CommandRef("consumers.archive.commands",
                                  "write a session's recording to a JSONL.gz file for sharing"),
+    "gateway": CommandRef("consumers.gateway.app",
+                          "serve the web dashboard, its WebSocket feed and the REST API"),
+    "token": CommandRef("consumers.gateway.token_cmd",
+                        "mint a dashboard/API token (JWT) for local use"),
 }
 
 
