@@ -28,7 +28,8 @@ DAY_US = 86_400 * 1_000_000
 SPAN_DAYS = 30
 EVENTS_PER_SESSION = 5_000
 
-# One row per number n. h = cityHash64(n) picks the family and values, so runs are repeatable.
+# One row per number n: h = cityHash64(n) picks the family, v the names (file, test, command),
+# w the outcomes and sizes: three hashes, so runs repeat and nothing correlates by accident.
 # The session's own events are consecutive in time, like a real session.
 GENERATE = """
 INSERT INTO {db}.telemetry_events (
@@ -45,50 +46,52 @@ SELECT
     arrayElement(['file.write', 'file.read', 'command.executed', 'test.executed',
                   'build.completed', 'llm.request', 'resource.sample', 'agent.task.progress',
                   'agent.task.failed', 'user.prompt'], family) AS event_type,
-    if(h % 3 = 0, arrayElement(['erlang-otp-developer', 'test-writer', 'code-reviewer',
+    if(v % 3 = 0, arrayElement(['erlang-otp-developer', 'test-writer', 'code-reviewer',
                                 'docs-writer', 'refactorer', 'debugger', 'planner',
                                 'security-auditor'], 1 + intDiv(n, {per_session}) % 8),
        'claude-code') AS agent,
     'simulator' AS source,
-    multiIf(family = 9, 'error', family = 5 AND h % 10 = 0, 'error',
-            family = 4 AND h % 10 < 2, 'warning', family = 3 AND h % 10 = 0, 'warning',
-            family = 7, 'debug', h % 5000 = 0, 'critical', 'info') AS severity,
+    multiIf(family = 9, 'error', family = 5 AND w % 10 = 0, 'error',
+            family = 4 AND w % 10 < 2, 'warning', family = 3 AND w % 10 = 0, 'warning',
+            family = 7, 'debug', w % 5000 = 0, 'critical', 'info') AS severity,
     arrayElement(['FileEvent', 'FileEvent', 'CommandEvent', 'TestEvent', 'BuildEvent',
                   'LlmRequest', 'ResourceSample', 'AgentTaskEvent', 'AgentTaskEvent',
                   'UserPrompt'], family) AS payload_type,
-    if(family <= 2, concat('src/pkg', toString(h % 40), '/mod', toString(h % 500), '.py'), '')
+    if(family <= 2, concat('src/pkg', toString(v % 40), '/mod', toString(v % 500), '.py'), '')
         AS file_path,
-    if(family = 1, toNullable(toInt32(h % 60)), NULL) AS lines_added,
-    if(family = 1, toNullable(toInt32(h % 25)), NULL) AS lines_removed,
-    if(family = 3, arrayElement(['cargo', 'pytest', 'make', 'npm', 'gcc', 'git'], 1 + h % 6), '')
+    if(family = 1, toNullable(toInt32(v % 60)), NULL) AS lines_added,
+    if(family = 1, toNullable(toInt32(v % 25)), NULL) AS lines_removed,
+    if(family = 3, arrayElement(['cargo', 'pytest', 'make', 'npm', 'gcc', 'git'], 1 + v % 6), '')
         AS command_binary,
     if(family = 3, ['build'], emptyArrayString()) AS command_args,
-    if(family = 3, toNullable(toInt32(h % 10 = 0)), NULL) AS exit_code,
-    if(family IN (3, 4, 5, 6), toNullable(toInt64(100 + h % 20000)), NULL) AS duration_ms,
-    if(family = 3, toNullable(toInt64(50 + h % 5000)), NULL) AS cpu_time_ms,
-    if(family = 3, toNullable(100. + h % 2000), NULL) AS peak_memory_mib,
-    if(family = 4, concat('suite', toString(h % 20)), '') AS test_suite,
-    if(family = 4, concat('test_', toString(h % 200)), '') AS test_name,
-    if(family = 4, multiIf(h % 10 < 2, 'failed', h % 10 = 2, 'skipped', 'passed'), '')
+    if(family = 3, toNullable(toInt32(w % 10 = 0)), NULL) AS exit_code,
+    if(family IN (3, 4, 5, 6), toNullable(toInt64(100 + w % 20000)), NULL) AS duration_ms,
+    if(family = 3, toNullable(toInt64(50 + v % 5000)), NULL) AS cpu_time_ms,
+    if(family = 3, toNullable(100. + w % 2000), NULL) AS peak_memory_mib,
+    if(family = 4, concat('suite', toString(v % 20)), '') AS test_suite,
+    if(family = 4, concat('test_', toString(v % 200)), '') AS test_name,
+    if(family = 4, multiIf(w % 10 < 2, 'failed', w % 10 = 2, 'skipped', 'passed'), '')
         AS test_outcome,
-    if(family = 4 AND h % 4 = 0, toNullable(40. + (n % {per_session}) / 100.), NULL)
+    if(family = 4 AND v % 4 = 0, toNullable(40. + (n % {per_session}) / 100.), NULL)
         AS coverage_pct,
-    if(family = 5, concat('component', toString(h % 10)), '') AS build_component,
-    if(family = 5, if(h % 10 = 0, 'failure', 'success'), '') AS build_outcome,
-    if(family = 6, arrayElement(['claude-opus-4', 'claude-sonnet-4', 'claude-haiku-4'], 1 + h % 3),
+    if(family = 5, concat('component', toString(v % 10)), '') AS build_component,
+    if(family = 5, if(w % 10 = 0, 'failure', 'success'), '') AS build_outcome,
+    if(family = 6, arrayElement(['claude-opus-4', 'claude-sonnet-4', 'claude-haiku-4'], 1 + v % 3),
        '') AS model,
-    if(family = 6, 1000 + h % 20000, 0) AS input_tokens,
-    if(family = 6, 100 + h % 4000, 0) AS output_tokens,
-    if(family = 6, h % 50000, 0) AS cache_read_tokens,
-    if(family = 6, h % 5000, 0) AS cache_creation_tokens,
-    if(family = 6, toNullable((h % 1000) / 10000.), NULL) AS cost_usd,
-    if(family = 7, toNullable(500. + h % 4000), NULL) AS memory_mib,
-    if(family = 7, toNullable((h % 1000) / 10.), NULL) AS cpu_pct,
+    if(family = 6, 1000 + v % 20000, 0) AS input_tokens,
+    if(family = 6, 100 + v % 4000, 0) AS output_tokens,
+    if(family = 6, v % 50000, 0) AS cache_read_tokens,
+    if(family = 6, v % 5000, 0) AS cache_creation_tokens,
+    if(family = 6, toNullable((v % 1000) / 10000.), NULL) AS cost_usd,
+    if(family = 7, toNullable(500. + v % 4000), NULL) AS memory_mib,
+    if(family = 7, toNullable((v % 1000) / 10.), NULL) AS cpu_pct,
     '{{}}' AS metadata
 FROM (
     SELECT
         number AS n,
         cityHash64(number) AS h,
+        cityHash64(number, 7) AS v,
+        cityHash64(number, 13) AS w,
         multiIf(h % 100 < 25, 1, h % 100 < 40, 2, h % 100 < 60, 3, h % 100 < 75, 4,
                 h % 100 < 80, 5, h % 100 < 90, 6, h % 100 < 95, 7, h % 100 < 98, 8,
                 h % 100 < 99, 9, 10) AS family,
@@ -147,22 +150,27 @@ def main() -> int:
         count = conn.execute("SELECT count() FROM telemetry_events")[0][0]
         print(f"generated {count:,} rows (incl. duplicates) in {elapsed:.1f} s")
     only = {n for n in args.only.split(",") if n}
-    print(f"{'query':32} {'rows':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    windows = ("24h", f"{SPAN_DAYS + 1}d")
+    print(f"{'query':28} " + " ".join(
+        f"{'rows':>6} {'p50 ms':>7} {'p95 ms':>7}" + f" [{w}]".ljust(7) for w in windows))
     try:
         for query in REGISTRY.values():
             if only and query.name not in only:
                 continue
-            params = bind(query, {"since": f"{SPAN_DAYS + 1}d"}, now_us=now_us)
-            times: list[float] = []
-            result: list[Any] = []
-            for _ in range(args.runs):
-                began = time.perf_counter()
-                result = conn.execute(query.sql, params)
-                times.append((time.perf_counter() - began) * 1000)
-            times.sort()
-            p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-            print(f"{query.name:32} {len(result):>6} {statistics.median(times):>8.0f} "
-                  f"{p95:>8.0f} {times[-1]:>8.0f}", flush=True)
+            cells = []
+            for since in windows:
+                params = bind(query, {"since": since}, now_us=now_us)
+                times: list[float] = []
+                result: list[Any] = []
+                for _ in range(args.runs):
+                    began = time.perf_counter()
+                    result = conn.execute(query.sql, params)
+                    times.append((time.perf_counter() - began) * 1000)
+                times.sort()
+                p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+                cells.append(f"{len(result):>6} {statistics.median(times):>7.0f} {p95:>7.0f}"
+                             + " " * 7)
+            print(f"{query.name:28} " + " ".join(cells), flush=True)
     finally:
         if not args.keep:
             admin.execute(f"DROP DATABASE IF EXISTS {db}")

@@ -35,28 +35,25 @@ _COMMAND_KEY = ("if(empty(command_args), command_binary, "
 _PROGRESS = ("(event_type = 'session.started' OR match(event_type, "
              "'^(agent|file|command|test|build|llm|user)\\\\.'))")
 
-def _timeline(target: str, columns: str, names: str) -> str:
-    """Rows of ``target`` with ``epoch``: file changes in their session before them.
+def _timeline(target: str, key: str, flag: str) -> str:
+    """Rows of ``target`` (session_id, ts_us, key, flag) numbered by ``epoch``: how many file
+    changes of their session came before them.
 
     One sorted array per session of the target events and the file.write/file.delete events,
-    deduplicated on (ts_us, cityHash64(event_id)), then unrolled; a running count of file changes numbers
-    the stretches of time in which the code did not change.
+    deduplicated on (ts_us, event_id hash), then unrolled; a running count of file changes
+    numbers the stretches in which the code did not change. Only numbers travel through the
+    arrays (``key`` is a hash, names are joined back at the end): strings there cost seconds.
     """
-    fields = [n.strip() for n in names.split(",")]
-    picks = ",\n        ".join(
-        f"tupleElement(e, {i + 4}) AS {name}" for i, name in enumerate(fields))
     return f"""
-    SELECT
-        session_id,
-        tupleElement(e, 1) AS ts_us,
-        epoch,
-        {picks}
+    SELECT session_id, tupleElement(e, 1) AS ts_us, epoch,
+           tupleElement(e, 4) AS key, tupleElement(e, 5) AS flag
     FROM
     (
         SELECT
             session_id,
             arraySort(groupUniqArray((ts_us, cityHash64(event_id),
-                toUInt8(event_type IN ('file.write', 'file.delete')), {columns}))) AS timeline,
+                toUInt8(event_type IN ('file.write', 'file.delete')),
+                {key}, toUInt8({flag})))) AS timeline,
             arrayCumSum(arrayMap(x -> tupleElement(x, 3), timeline)) AS epochs
         FROM telemetry_events
         WHERE (event_type IN ('file.write', 'file.delete') OR ({target}))
@@ -64,8 +61,7 @@ def _timeline(target: str, columns: str, names: str) -> str:
         GROUP BY session_id
     )
     ARRAY JOIN timeline AS e, epochs AS epoch
-    WHERE tupleElement(e, 3) = 0
-    """
+    WHERE tupleElement(e, 3) = 0"""
 
 
 COMPILE_FIX_LOOPS = NamedQuery(
@@ -103,44 +99,52 @@ LIMIT %(limit)s
      Param("window_minutes", "UInt32", "5", "... within this many minutes"), LIMIT),
 )
 
+_TEST_KEY = "cityHash64(test_suite, test_name)"
+
 FLAKY_TESTS = NamedQuery(
     "flaky_tests",
     "Flaky tests",
     "Tests whose outcome alternated (pass, fail, pass or fail, pass, fail) over three "
-    "consecutive runs in one session with no file.write or file.delete in between.",
+    "consecutive runs in one session with no file.write or file.delete in between; "
+    "`first_flaky_at` is the third run of the first such sequence (when the live detector "
+    "alerts).",
     f"""
-SELECT
-    session_id,
-    suite,
-    test_name,
-    sum(n_runs) AS runs,
-    sum(n_passed) AS passed,
-    sum(n_failed) AS failed,
-    sum(n_flaky) AS flaky_sequences,
-    toDateTime(intDiv(minIf(first_flaky_us, n_flaky > 0), 1000000)) AS first_flaky_at
+SELECT session_id, suite, name AS test_name, runs, passed, runs - passed AS failed,
+       flaky_sequences, first_flaky_at
 FROM
 (
     SELECT
-        session_id, suite, test_name, epoch,
-        arrayMap(r -> tupleElement(r, 2), arraySort(groupArray((ts_us, outcome)))) AS o,
-        arrayMap(r -> tupleElement(r, 1), arraySort(groupArray((ts_us, outcome)))) AS t,
+        session_id,
+        key,
+        arraySort(groupArray((ts_us, epoch, flag))) AS r,
+        -- o: 1 passed, 0 failed; the shifted copies are padded with 2 (no run)
+        arrayMap(x -> tupleElement(x, 3), r) AS o,
+        arrayMap(x -> tupleElement(x, 2), r) AS e,
         arrayMap(
-            (o0, o1, o2) -> o0 = o2 AND o0 != o1 AND o1 != '',
-            o, arrayResize(arrayPopFront(o), length(o), ''),
-            arrayResize(arrayPopFront(arrayPopFront(o)), length(o), '')) AS flaky,
-        length(o) AS n_runs,
-        countEqual(o, 'passed') AS n_passed,
-        countEqual(o, 'failed') AS n_failed,
-        arrayCount(x -> x, flaky) AS n_flaky,
-        arrayFirst((x, f) -> f, t, flaky) AS first_flaky_us
+            (o0, o1, o2, e0, e2) -> o0 = o2 AND o0 != o1 AND o1 != 2 AND e0 = e2,
+            o,
+            arrayResize(arrayPopFront(o), length(o), 2),
+            arrayResize(arrayPopFront(arrayPopFront(o)), length(o), 2),
+            e,
+            arrayResize(arrayPopFront(arrayPopFront(e)), length(o), e[length(e)] + 1)) AS flaky,
+        length(o) AS runs,
+        arraySum(o) AS passed,
+        arrayCount(x -> x, flaky) AS flaky_sequences,
+        toDateTime(intDiv(tupleElement(
+            r[arrayFirstIndex(x -> x, flaky) + 2], 1), 1000000)) AS first_flaky_at
     FROM
     ({_timeline("event_type = 'test.executed' AND test_outcome IN ('passed', 'failed')",
-                "test_suite, test_name, test_outcome",
-                "suite, test_name, outcome")})
-    GROUP BY session_id, suite, test_name, epoch
+                _TEST_KEY, "test_outcome = 'passed'")})
+    GROUP BY session_id, key
+    HAVING flaky_sequences > 0
 )
-GROUP BY session_id, suite, test_name
-HAVING flaky_sequences > 0
+ANY INNER JOIN
+(
+    SELECT {_TEST_KEY} AS key, any(test_suite) AS suite, any(test_name) AS name
+    FROM telemetry_events
+    WHERE event_type = 'test.executed' AND {WINDOW}
+    GROUP BY key
+) USING key
 ORDER BY flaky_sequences DESC, session_id, suite, test_name
 LIMIT %(limit)s
 """,
@@ -151,14 +155,16 @@ MEMORY_GROWTH = NamedQuery(
     "memory_growth",
     "Memory growth across runs",
     "Commands (binary and arguments) whose peak memory rose more than `growth_pct` percent on "
-    "each of `runs` consecutive runs in one session.",
+    "each of `runs` consecutive runs in one session; `first_growth_at` is the run that "
+    "completed the first such chain (when the live detector alerts).",
     f"""
 SELECT
     session_id,
     command,
     length(peaks) AS runs,
     peaks AS peaks_mib,
-    toDateTime(intDiv(ts[arrayFirstIndex(x -> x, chain_starts)], 1000000)) AS first_chain_at
+    toDateTime(intDiv(ts[arrayFirstIndex(x -> x, chain_starts) + %(runs)s - 1], 1000000))
+        AS first_growth_at
 FROM
 (
     SELECT
@@ -186,7 +192,7 @@ FROM
     )
 )
 WHERE arrayExists(x -> x, chain_starts)
-ORDER BY first_chain_at, session_id, command
+ORDER BY first_growth_at, session_id, command
 LIMIT %(limit)s
 """,
     (*WINDOW_PARAMS,
@@ -284,41 +290,50 @@ LIMIT %(limit)s
      LIMIT),
 )
 
+_COMMAND_HASH = "cityHash64(command_binary, command_args)"
+
 RETRY_STORMS = NamedQuery(
     "retry_storms",
     "Retry storms",
     "Commands (binary and arguments) that failed `failures` or more times in a row in one "
-    "session with no success of that command and no file.write or file.delete in between.",
+    "session with no success of that command and no file.write or file.delete in between; "
+    "`first_storm_at` is when the first storm reached `failures` (when the live detector "
+    "alerts).",
     f"""
-SELECT
-    session_id,
-    command,
-    count() AS storms,
-    max(streak) AS longest_streak,
-    sum(streak) AS failures_in_storms,
-    toDateTime(intDiv(min(streak_start_us), 1000000)) AS first_storm_at
+SELECT session_id, command, runs, failed, storms, longest_streak, first_storm_at
 FROM
 (
-    SELECT session_id, command, count() AS streak, min(ts_us) AS streak_start_us
+    SELECT
+        session_id,
+        key,
+        arraySort(groupArray((ts_us, epoch, flag))) AS r,
+        arrayMap(x -> tupleElement(x, 3), r) AS f,
+        arrayMap(x -> tupleElement(x, 2), r) AS e,
+        -- a new streak starts at every success and at every file change
+        arrayCumSum(arrayMap((fail, e0, e1) -> fail = 0 OR e0 != e1,
+                             f, e, arrayPushFront(arrayPopBack(e), e[1]))) AS streak_id,
+        -- position of each failure within its streak (1, 2, 3, ...)
+        arrayEnumerateUniq(arrayMap((s, fail) -> if(fail = 1, s + 1, 0), streak_id, f)) AS position,
+        arrayMap((p, fail) -> p * fail, position, f) AS nth,
+        length(f) AS runs,
+        arraySum(f) AS failed,
+        arrayCount(n -> n = %(failures)s, nth) AS storms,
+        arrayReduce('max', nth) AS longest_streak,
+        toDateTime(intDiv(tupleElement(
+            r[arrayFirstIndex(n -> n = %(failures)s, nth)], 1), 1000000)) AS first_storm_at
     FROM
-    (
-        SELECT
-            session_id, command, epoch,
-            arrayMap(r -> tupleElement(r, 2), arraySort(groupArray((ts_us, failed)))) AS f,
-            arrayMap(r -> tupleElement(r, 1), arraySort(groupArray((ts_us, failed)))) AS t,
-            arrayCumSum(arrayMap(x -> 1 - x, f)) AS run_id
-        FROM
-        ({_timeline("event_type = 'command.executed' AND isNotNull(exit_code)",
-                    f"{_COMMAND_KEY}, toUInt8(assumeNotNull(exit_code) != 0)",
-                    "command, failed")})
-        GROUP BY session_id, command, epoch
-    )
-    ARRAY JOIN f AS failed, t AS ts_us, run_id
-    WHERE failed = 1
-    GROUP BY session_id, command, epoch, run_id
-    HAVING streak >= %(failures)s
+    ({_timeline("event_type = 'command.executed' AND isNotNull(exit_code)",
+                _COMMAND_HASH, "assumeNotNull(exit_code) != 0")})
+    GROUP BY session_id, key
+    HAVING storms > 0
 )
-GROUP BY session_id, command
+ANY INNER JOIN
+(
+    SELECT {_COMMAND_HASH} AS key, any({_COMMAND_KEY}) AS command
+    FROM telemetry_events
+    WHERE event_type = 'command.executed' AND {WINDOW}
+    GROUP BY key
+) USING key
 ORDER BY longest_streak DESC, session_id, command
 LIMIT %(limit)s
 """,

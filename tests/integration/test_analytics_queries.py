@@ -236,17 +236,19 @@ def test_compile_fix_loops(conn: Any) -> None:
 
 
 def test_flaky_tests(conn: Any) -> None:
-    # test_x: P F P (flaky), then a file change, then F P. test_y: F P | change | F is not flaky.
+    # test_x: P F P (flaky, complete at 13:03), then a file change, then F P.
+    # test_y: F P | change | F is not flaky.
     assert run(conn, "flaky_tests") == [
         {"session_id": "sess-d", "suite": "flaky-suite", "test_name": "test_x", "runs": 5,
-         "passed": 3, "failed": 2, "flaky_sequences": 1, "first_flaky_at": at("13:01:00")}]
+         "passed": 3, "failed": 2, "flaky_sequences": 1, "first_flaky_at": at("13:03:00")}]
 
 
 def test_memory_growth(conn: Any) -> None:
-    # gcc main.c peaks 100, 130 (> 120), 170 (> 156), 180 (< 204), 90: one 3-run chain from c2.
+    # gcc main.c peaks 100, 130 (> 120), 170 (> 156), 180 (< 204), 90: one 3-run chain c2-c4,
+    # complete at c4 (12:02).
     assert run(conn, "memory_growth") == [
         {"session_id": "sess-c", "command": "gcc main.c", "runs": 5,
-         "peaks_mib": [100.0, 130.0, 170.0, 180.0, 90.0], "first_chain_at": at("12:00:10")}]
+         "peaks_mib": [100.0, 130.0, 170.0, 180.0, 90.0], "first_growth_at": at("12:02:00")}]
     assert run(conn, "memory_growth", runs="4") == []
     assert run(conn, "memory_growth", growth_pct="31") == []  # 130 is only 30% over 100
 
@@ -280,12 +282,13 @@ def test_stalled_sessions(conn: Any) -> None:
 
 
 def test_retry_storms(conn: Any) -> None:
-    # gcc main.c fails 4 times in a row; pytest 3 times (12:06, 12:07, 12:30).
+    # gcc main.c fails 4 times in a row (the third at 12:02), then succeeds after a file change;
+    # pytest fails 3 times (12:06, 12:07, the third at 12:30).
     assert run(conn, "retry_storms") == [
-        {"session_id": "sess-c", "command": "gcc main.c", "storms": 1, "longest_streak": 4,
-         "failures_in_storms": 4, "first_storm_at": at("12:00:10")},
-        {"session_id": "sess-c", "command": "pytest", "storms": 1, "longest_streak": 3,
-         "failures_in_storms": 3, "first_storm_at": at("12:06:00")},
+        {"session_id": "sess-c", "command": "gcc main.c", "runs": 5, "failed": 4, "storms": 1,
+         "longest_streak": 4, "first_storm_at": at("12:02:00")},
+        {"session_id": "sess-c", "command": "pytest", "runs": 3, "failed": 3, "storms": 1,
+         "longest_streak": 3, "first_storm_at": at("12:30:00")},
     ]
     assert [r["command"] for r in run(conn, "retry_storms", failures="4")] == ["gcc main.c"]
 

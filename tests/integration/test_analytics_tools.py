@@ -137,8 +137,8 @@ def test_cli_query_csv_with_session_and_param(capsys: pytest.CaptureFixture[str]
                  "--until", data.UNTIL, "-p", "failures=4", "--format", "csv"])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "session_id,command,storms,longest_streak,failures_in_storms,first_storm_at"
-    assert lines[1:] == ["sess-c,gcc main.c,1,4,4,2026-01-05T12:00:10"]
+    assert lines[0] == "session_id,command,runs,failed,storms,longest_streak,first_storm_at"
+    assert lines[1:] == ["sess-c,gcc main.c,5,4,1,4,2026-01-05T12:03:00"]
 
 
 @pytest.mark.usefixtures("cli_env")
