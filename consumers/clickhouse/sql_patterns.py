@@ -208,34 +208,38 @@ SLOW_TESTS = NamedQuery(
     "running median of earlier runs instead.",
     f"""
 SELECT
-    session_id,
-    test_suite AS suite,
-    test_name,
-    timestamp,
-    duration_ms,
+    tupleElement(slow, 1) AS session_id,
+    suite,
+    tupleElement(slow, 3) AS test_name,
+    toDateTime(intDiv(tupleElement(slow, 2), 1000000)) AS timestamp,
+    tupleElement(slow, 4) AS duration_ms,
     suite_median_ms,
     round(duration_ms / suite_median_ms, 2) AS times_median
 FROM
 (
-    SELECT session_id, test_suite, test_name, timestamp, duration_ms
-    FROM telemetry_events
-    WHERE event_type = 'test.executed' AND isNotNull(duration_ms) AND {WINDOW}
-    LIMIT 1 BY event_id
-)
-ANY INNER JOIN
-(
-    SELECT test_suite, quantile(0.5)(duration_ms) AS suite_median_ms, count() AS samples
+    SELECT
+        suite,
+        quantileArray(0.5)(durations) AS suite_median_ms,
+        sum(length(durations)) AS samples,
+        groupArrayArray(tagged) AS all_runs
     FROM
     (
-        SELECT test_suite, duration_ms
+        SELECT
+            test_suite AS suite,
+            session_id,
+            groupUniqArray((ts_us, cityHash64(event_id), test_name,
+                            assumeNotNull(duration_ms))) AS runs,
+            arrayMap(r -> tupleElement(r, 4), runs) AS durations,
+            arrayMap(r -> (session_id, tupleElement(r, 1), tupleElement(r, 3),
+                           tupleElement(r, 4)), runs) AS tagged
         FROM telemetry_events
         WHERE event_type = 'test.executed' AND isNotNull(duration_ms) AND {WINDOW}
-        LIMIT 1 BY event_id
+        GROUP BY suite, session_id
     )
-    GROUP BY test_suite
+    GROUP BY suite
     HAVING samples >= %(min_samples)s
-) USING test_suite
-WHERE duration_ms > %(factor)s * suite_median_ms
+)
+ARRAY JOIN arrayFilter(r -> tupleElement(r, 4) > %(factor)s * suite_median_ms, all_runs) AS slow
 ORDER BY times_median DESC, timestamp, session_id, test_name
 LIMIT %(limit)s
 """,
