@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import psutil
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
@@ -80,38 +82,92 @@ async def produced(http: aiohttp.ClientSession, base: str) -> float:
                if line.startswith("agentwatch_producer_events_produced_total{"))
 
 
-async def http_round_trips(base: str, rate: float, seconds: float, keepalive: bool) -> list[float]:
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    request: bytes) -> int:
+    """One HTTP/1.1 request on a raw stream: a client much lighter than aiohttp's, so the
+    figures are the collector's more than the benchmark's."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+def _request(port: int, body: bytes, keepalive: bool) -> bytes:
+    return (f"POST /hooks HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: {'keep-alive' if keepalive else 'close'}\r\n\r\n").encode() + body
+
+
+async def http_round_trips(port: int, rate: float, seconds: float, keepalive: bool) -> list[float]:
     """Open loop: hook i is sent at start + i/rate whatever the previous ones are doing."""
     latencies: list[float] = []
-    connector = aiohttp.TCPConnector(limit=64, force_close=not keepalive)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        bodies = [json.dumps(hook(i)).encode() for i in range(int(rate * seconds))]
-        start = time.perf_counter() + 0.2
+    requests = [_request(port, json.dumps(hook(i)).encode(), keepalive)
+                for i in range(int(rate * seconds))]
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    start = time.perf_counter() + 0.2
 
-        async def one(i: int, body: bytes) -> None:
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            t0 = time.perf_counter()
-            async with http.post(f"{base}/hooks", data=body,
-                                 headers={"Content-Type": "application/json"}) as resp:
-                await resp.read()
-                assert resp.status == 200, resp.status
-            latencies.append(time.perf_counter() - t0)
+    async def one(i: int, request: bytes) -> None:
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t0 = time.perf_counter()
+        if keepalive and idle:
+            reader, writer = idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        status = await _exchange(reader, writer, request)
+        latencies.append(time.perf_counter() - t0)
+        assert status == 200, status
+        if keepalive:
+            idle.append((reader, writer))
+        else:
+            writer.close()
 
-        await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+    await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+    for _, writer in idle:
+        writer.close()
     return latencies
 
 
-def command_hook_runs(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
+async def server_side(base: str, endpoint: str) -> str:
+    """p50/p99 of the collector's own request histogram (bucket upper bounds)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as resp:
+        text = await resp.text()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("agentwatch_collector_request_seconds_bucket{") and \
+                f'endpoint="{endpoint}"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    total = buckets[-1][1]
+
+    def q(frac: float) -> str:
+        bound = next(le for le, count in buckets if count >= frac * total)
+        return f"<= {bound * 1000:g} ms"
+
+    return f"collector-side {endpoint} time over {total:.0f} requests: p50 {q(0.5)}, p99 {q(0.99)}"
+
+
+def command_hook_runs(argv: list[str], runs: int, env: dict[str, str]) -> tuple[list[float], float]:
+    """Wall times, and the mean CPU time (user + system) of one run, which load does not inflate."""
     body = json.dumps(hook(0)).encode()
     times = []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for _ in range(runs):
         t0 = time.perf_counter()
         proc = subprocess.run(argv, input=body, env=env, capture_output=True, check=False)
         times.append(time.perf_counter() - t0)
         assert proc.returncode == 0
-    return times
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / runs
+    return times, cpu
 
 
 def otlp_batch(batch: int, n: int) -> bytes:
@@ -135,7 +191,8 @@ def otlp_batch(batch: int, n: int) -> bytes:
     return request.SerializeToString()
 
 
-async def sustained(base: str, batches: int, per_batch: int, concurrency: int) -> tuple[float, int]:
+async def sustained(base: str, batches: int, per_batch: int, concurrency: int
+                    ) -> tuple[float, int]:
     bodies = [otlp_batch(b, per_batch) for b in range(batches)]
     total = batches * per_batch
     async with aiohttp.ClientSession() as http:
@@ -167,13 +224,15 @@ def report(name: str, values: list[float]) -> str:
             f"mean={statistics.fmean(values) * 1000:.2f} ms")
 
 
-async def measure(args: argparse.Namespace, base: str, env: dict[str, str]) -> None:
+async def measure(args: argparse.Namespace, base: str, env: dict[str, str], pid: int) -> None:
     await wait_healthy(base)
-    await http_round_trips(base, args.rate, 2, keepalive=True)  # warm up
+    port = int(base.rsplit(":", 1)[1])
+    await http_round_trips(port, args.rate, 2, keepalive=True)  # warm up
     for keepalive in (True, False):
-        lat = await http_round_trips(base, args.rate, args.seconds, keepalive)
+        lat = await http_round_trips(port, args.rate, args.seconds, keepalive)
         label = "kept-alive connection" if keepalive else "new connection per hook"
         print(report(f"HTTP hook round trip at {args.rate:.0f}/s, {label}", lat))
+    print(await server_side(base, "/hooks"))
 
     for name, argv in (
         ("command hook, python -S producers/hook_cmd.py", [sys.executable, "-S", str(HOOK_SCRIPT)]),
@@ -181,9 +240,16 @@ async def measure(args: argparse.Namespace, base: str, env: dict[str, str]) -> N
     ):
         runs = args.cmd_runs if "-S" in argv else max(20, args.cmd_runs // 4)
         await asyncio.to_thread(command_hook_runs, argv, 5, env)
-        print(report(name, await asyncio.to_thread(command_hook_runs, argv, runs, env)))
+        times, cpu = await asyncio.to_thread(command_hook_runs, argv, runs, env)
+        print(report(name, times) + f" cpu/run={cpu * 1000:.1f} ms")
 
+    collector = psutil.Process(pid)
+    cpu0 = collector.cpu_times()
     elapsed, total = await sustained(base, args.batches, args.batch_size, args.concurrency)
+    cpu1 = collector.cpu_times()
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    print(f"load average now {os.getloadavg()[0]:.1f}; collector CPU {cpu:.2f} s for {total} events "
+          f"= {cpu / total * 1e6:.1f} us/event (all its threads)")
     print(f"sustained OTLP -> Kafka: {total} events in {elapsed:.2f} s = "
           f"{total / elapsed:,.0f} events/s (batches of {args.batch_size}, "
           f"{args.concurrency} concurrent requests, acknowledged by Kafka)")
@@ -206,9 +272,9 @@ def main(args: argparse.Namespace) -> None:
         collector = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "collector"],
                                      env=env, stdout=log, stderr=subprocess.STDOUT)
     print(f"collector pid {collector.pid} on {base}, topic {topic}, "
-          f"Kafka {settings.kafka.bootstrap_servers}")
+          f"Kafka {settings.kafka.bootstrap_servers}, load average {os.getloadavg()[0]:.1f}")
     try:
-        asyncio.run(measure(args, base, env))
+        asyncio.run(measure(args, base, env, collector.pid))
     finally:
         collector.terminate()
         collector.wait(60)

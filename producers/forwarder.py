@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,7 +45,9 @@ class ProducerLike(Protocol):
 class ForwarderHooks(Protocol):
     """What the forwarder reports; the publisher turns these into Prometheus metrics."""
 
-    def delivered(self, tag: bytes, latency_s: float) -> None: ...
+    def delivered(self, counts: Mapping[bytes, int], latencies_s: Sequence[float]) -> None:
+        """Acknowledged records since the last call, by tag (reported once per loop round)."""
+        ...
 
     def delivery_error(self, reason: str) -> None: ...
 
@@ -83,6 +85,9 @@ class _State:
     inflight: deque[_Flight] = field(default_factory=deque)
     rewind: bool = False
     recreate: bool = False
+    # Acknowledgements are counted here by the delivery callbacks and reported in one go.
+    acked: dict[bytes, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
 
 
 class Forwarder:
@@ -217,7 +222,9 @@ class Forwarder:
         def on_delivery(err: Any, _msg: Any) -> None:
             if err is None:
                 flight.done = True
-                self._hooks.delivered(flight.tag, time.monotonic() - flight.sent_at)
+                acked = self._state.acked
+                acked[flight.tag] = acked.get(flight.tag, 0) + 1
+                self._state.latencies.append(time.monotonic() - flight.sent_at)
                 return
             reason = _reason(err)
             if _permanent(err):
@@ -235,6 +242,10 @@ class Forwarder:
         return on_delivery
 
     def _commit_prefix(self) -> None:
+        state = self._state
+        if state.acked:
+            self._hooks.delivered(state.acked, state.latencies)
+            state.acked, state.latencies = {}, []
         inflight = self._state.inflight
         count = 0
         last: Position | None = None

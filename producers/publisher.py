@@ -14,7 +14,7 @@ One publisher per process and spool folder (a lock file enforces it). It satisfi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -72,9 +72,11 @@ class PublisherMetrics:
                                registry=registry)
 
     # ForwarderHooks
-    def delivered(self, tag: bytes, latency_s: float) -> None:
-        self.produced.labels(*split_tag(tag)).inc()
-        self.latency.observe(latency_s)
+    def delivered(self, counts: Mapping[bytes, int], latencies_s: Sequence[float]) -> None:
+        for tag, count in counts.items():
+            self.produced.labels(*split_tag(tag)).inc(count)
+        for latency in latencies_s:
+            self.latency.observe(latency)
 
     def delivery_error(self, reason: str) -> None:
         self.delivery_errors.labels(reason).inc()
@@ -167,13 +169,19 @@ class EventPublisher:
         try:
             self.spool.append(records)
         except SpoolFullError:
-            for _key, tag, _value in records:
-                self.metrics.rejected.labels(*split_tag(tag), "spool_full").inc()
+            self._count(self.metrics.rejected, records, "spool_full")
             raise
-        for _key, tag, _value in records:
-            self.metrics.spooled.labels(*split_tag(tag)).inc()
+        self._count(self.metrics.spooled, records)
         self.forwarder.wake()
         return len(records)
+
+    @staticmethod
+    def _count(counter: Counter, records: list[tuple[bytes, bytes, bytes]], *extra: str) -> None:
+        tags: dict[bytes, int] = {}
+        for _key, tag, _value in records:
+            tags[tag] = tags.get(tag, 0) + 1
+        for tag, count in tags.items():
+            counter.labels(*split_tag(tag), *extra).inc(count)
 
     def publish(self, event: Mapping[str, Any]) -> None:
         self.publish_many((event,))

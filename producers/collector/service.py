@@ -124,8 +124,12 @@ class Intake:
             raise RequestRejectedError(400, "otlp_decode", str(exc)) from None
         events = otlp.MAPPERS[signal](request, received_us)
         if signal == "metrics":
+            names: dict[str, int] = {}
             for event in events:
-                self.metrics.metric_points.labels(event["metadata"].get("otel.metric", "")).inc()
+                name = event["metadata"].get("otel.metric", "")
+                names[name] = names.get(name, 0) + 1
+            for name, count in names.items():
+                self.metrics.metric_points.labels(name).inc(count)
         self.publish(events)
         return len(events)
 
@@ -145,8 +149,12 @@ class Intake:
                 500, "encode_error", "internal error: an event does not fit the schema") from None
         except AgentwatchError as exc:
             raise RequestRejectedError(503, "spool_error", str(exc), retry_after=1.0) from None
+        counts: dict[tuple[str, str], int] = {}
         for event in events:
-            self.metrics.received.labels(event["source"], event["event_type"]).inc()
+            key = (event["source"], event["event_type"])
+            counts[key] = counts.get(key, 0) + 1
+        for (source, event_type), count in counts.items():
+            self.metrics.received.labels(source, event_type).inc(count)
 
     def expire_pending(self) -> int:
         events = hooks.expire_pending(self.state, time.time_ns() // 1000)

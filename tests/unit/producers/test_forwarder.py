@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ class Hooks:
         self.errors: list[str] = []
         self.lock = threading.Lock()
 
-    def delivered(self, tag: bytes, latency_s: float) -> None:
+    def delivered(self, counts: Mapping[bytes, int], latencies_s: Sequence[float]) -> None:
         with self.lock:
-            self.ok += 1
+            self.ok += sum(counts.values())
+            assert len(latencies_s) == sum(counts.values())
 
     def delivery_error(self, reason: str) -> None:
         with self.lock:
