@@ -14,7 +14,12 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from pipeline.redaction import rules as r
-from pipeline.redaction.keys import is_code_reference, is_named_reference, is_placeholder
+from pipeline.redaction.keys import (
+    is_code_reference,
+    is_named_reference,
+    is_placeholder,
+    tail_may_be_secret,
+)
 
 Span = tuple[int, int, int]
 
@@ -34,10 +39,13 @@ def _has_alnum(value: str) -> bool:
     """Values of punctuation only (", ", "-", "=>") are syntax, not secrets."""
     return any(c.isalnum() for c in value)
 _KEY_REST = r.KV_KEY_REST.match
+_TAIL_CACHE_LIMIT = 8192
 
 
 class Rules(NamedTuple):
     rule_for_key: Callable[[str], int | None]
+    tails: dict[str, bool]
+    """Cache of keys.tail_may_be_secret, shared across calls (bounded by the caller)."""
     password: int | None
     """Priority of the password rule (None: disabled); its quoted values may be words."""
     authorization: int | None
@@ -51,6 +59,9 @@ def scan(text: str, low: str, rules: Rules, out: list[Span]) -> None:
     find = low.find
     key_rest = _KEY_REST
     operator_start = _OPERATOR_START
+    tails = rules.tails
+    if len(tails) > _TAIL_CACHE_LIMIT:
+        tails.clear()
     for kw in KEYWORDS:
         pos = find(kw)
         while pos != -1:
@@ -61,7 +72,12 @@ def scan(text: str, low: str, rules: Rules, out: list[Span]) -> None:
                 or (nxt in " \t" and _operator_after_space(text, end, pos))
             ):
                 seen.add(end)
-                _key_value(text, pos, end, rules, out)
+                tail = text[pos:end]
+                maybe = tails.get(tail)
+                if maybe is None:
+                    maybe = tails[tail] = tail_may_be_secret(tail)
+                if maybe:
+                    _key_value(text, pos, end, rules, out)
             pos = find(kw, end)
 
 

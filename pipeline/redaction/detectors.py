@@ -99,7 +99,9 @@ class SpanFinder:
         self._auth_pri = (
             priority["authorization_header"] if "authorization_header" in enabled else None
         )
-        self._kv_rules = assignments.Rules(self.rule_for_key, self._password_pri, self._auth_pri)
+        self._kv_rules = assignments.Rules(
+            self.rule_for_key, {}, self._password_pri, self._auth_pri
+        )
 
         def pri(rule: str) -> int | None:
             return priority[rule] if rule in enabled else None

@@ -10,7 +10,6 @@ without walking it again.
 from __future__ import annotations
 
 import bisect
-import fnmatch
 import hashlib
 import hmac
 import re
@@ -20,11 +19,23 @@ from typing import Any
 from pipeline.redaction.config import RedactionSettings
 from pipeline.redaction.detectors import Span, SpanFinder
 from pipeline.redaction.rules import OWN_TOKEN, RULES
-from pipeline.redaction.walk import Collector, Rebuilder
+from pipeline.redaction.walk import CLEAN_MAX_LEN, Collector, Rebuilder
 
 _SEP = "\x00"
 _CUT_MARGIN = 4096
 """Characters redacted beyond a cut, so a secret straddling it is recognised whole."""
+_CLEAN_LIMIT = 16384
+"""Bound of the clean-string memory; cleared when exceeded (cheaper than LRU upkeep)."""
+
+
+def _starts(strings: list[str]) -> list[int]:
+    """Offset of each string in the NUL-joined text."""
+    starts = [0] * len(strings)
+    pos = 0
+    for i, s in enumerate(strings):
+        starts[i] = pos
+        pos += len(s) + 1
+    return starts
 
 
 class Redactor:
@@ -69,6 +80,8 @@ class Redactor:
         self._allow_paths = settings.allow_paths
         self._skip = frozenset(settings.skip_fields) | {"redacted_fields"}
         self._max = settings.max_field_length
+        self._clean: set[str] = set()
+        """Short strings known to need no redaction under this configuration (bounded)."""
 
     # --- text -------------------------------------------------------------------------------
 
@@ -117,66 +130,81 @@ class Redactor:
         """
         existing = event.get("redacted_fields")
         fields = list(existing) if isinstance(existing, list | tuple) else []
-        if not self._enabled:
-            out = dict(event)
-            out["redacted_fields"] = fields
-            return out
-        walk = Collector(
-            self._skip,
-            self._max,
-            self._max + _CUT_MARGIN,
-            self._finder.rule_for_key,
-            with_paths=bool(self._allow_paths),
-            key_cache=self._finder.key_cache,
-        )
+        out: dict[str, Any]
+        if self._enabled:
+            replace, forced = self._event_replacements(event)
+            if replace or forced:
+                rebuilder = Rebuilder(
+                    self._skip, replace, forced, self._finder.rule_for_key, self._allow_paths
+                )
+                out = rebuilder.rebuild(event)
+                known = set(fields)
+                for path in rebuilder.changed:
+                    if path not in known:
+                        known.add(path)
+                        fields.append(path)
+                out["redacted_fields"] = fields
+                return out
+        out = dict(event)
+        out["redacted_fields"] = fields
+        return out
+
+    def _event_replacements(
+        self, event: dict[str, Any]
+    ) -> tuple[dict[str, str], dict[tuple[int, str], str]]:
+        """What to swap in the event: by content, and by (key rule, content) for values under
+        secret-named keys. Empty dicts when the event is clean."""
+        walk = Collector(self._skip, self._finder.rule_for_key, self._finder.key_cache, self._clean)
         walk.collect(event)
-        strings, forced, cuts, paths = walk.strings, walk.forced, walk.cuts, walk.paths
-        starts = [0] * len(strings)
-        pos = 0
-        for i, s in enumerate(strings):
-            starts[i] = pos
-            pos += len(s) + 1
-        spans = self._spans(_SEP.join(strings), starts, strings)
+        strings, forced = walk.strings, walk.forced
+        cuts: dict[int, str] = {}
+        if walk.total > self._max:
+            for i, s in enumerate(strings):
+                if len(s) > self._max:
+                    cuts[i] = s
+                    strings[i] = s[: self._max + _CUT_MARGIN]
+        spans = self._spans(_SEP.join(strings), None, strings)
         if not spans and not forced and not cuts:
-            out = dict(event)
-            out["redacted_fields"] = fields
-            return out
+            self._remember_clean(strings, ())
+            return {}, {}
+        starts = _starts(strings)
         per_string = self._split(spans, starts, strings)
         for idx, pri in forced.items():
             span = self._finder.value_span_for_key(pri, strings[idx])
             if span is not None and not self._allowed(strings[idx][span[0] : span[1]]):
                 per_string.setdefault(idx, []).append((span[0], span[1], pri))
-        if paths is not None:
-            for idx in list(per_string):
-                if any(fnmatch.fnmatchcase(paths[idx], pat) for pat in self._allow_paths):
-                    del per_string[idx]
-        replacements: dict[int, str] = {}
-        for idx, string_spans in per_string.items():
-            new, _ = self._apply(strings[idx], string_spans)
-            if new != strings[idx]:
-                replacements[idx] = new
-        for idx, original_len in cuts.items():
-            replacements[idx] = self._cut(replacements.get(idx, strings[idx]), original_len)
-        if not replacements:
-            out = dict(event)
-            out["redacted_fields"] = fields
-            return out
-        rebuilder = Rebuilder(self._skip, replacements)
-        out = rebuilder.rebuild(event)
-        known = set(fields)
-        for path in rebuilder.changed:
-            if path not in known:
-                known.add(path)
-                fields.append(path)
-        out["redacted_fields"] = fields
-        return out
+        replace: dict[str, str] = {}
+        forced_replace: dict[tuple[int, str], str] = {}
+        for idx in per_string.keys() | cuts.keys():
+            original = cuts.get(idx, strings[idx])
+            new = strings[idx]
+            if idx in per_string:
+                new, _ = self._apply(new, per_string[idx])
+            if idx in cuts:
+                new = self._cut(new, len(original))
+            if new != original:
+                if idx in forced:
+                    forced_replace[(forced[idx], original)] = new
+                else:
+                    replace[original] = new
+        self._remember_clean(strings, per_string.keys() | forced.keys())
+        return replace, forced_replace
+
+    def _remember_clean(self, strings: list[str], dirty: Iterable[int]) -> None:
+        """Short strings that came through unchanged are skipped in later events."""
+        skip = set(dirty)
+        if len(self._clean) > _CLEAN_LIMIT:
+            self._clean.clear()
+        for i, s in enumerate(strings):
+            if len(s) <= CLEAN_MAX_LEN and i not in skip:
+                self._clean.add(s)
 
     # --- spans ------------------------------------------------------------------------------
 
     def _spans(
         self,
         text: str,
-        starts: list[int],
+        starts: list[int] | None,
         strings: list[str],
         finder: SpanFinder | None = None,
         extra_spans: list[Span] | None = None,
@@ -188,7 +216,10 @@ class Redactor:
         spans = (finder or self._finder).find(text, low)
         if extra_spans:
             spans.extend(extra_spans)
+        if self._extra and starts is None:
+            starts = _starts(strings)
         for rx, group, keywords, pri in self._extra:
+            assert starts is not None
             for idx in self._extra_targets(low, keywords, starts, strings):
                 base = starts[idx]
                 for m in rx.finditer(strings[idx]):

@@ -109,6 +109,22 @@ def classify_key(key: str) -> KeyKind:
     return kind
 
 
+_KEYWORD_HEADS = (_PASSWORD_WORDS | _SECRET_WORDS | _KEY_COMPOUNDS) | {"key", "authorization"}
+
+
+def tail_may_be_secret(tail: str) -> bool:
+    """Cheap necessary condition for classify_key: ``tail`` is a key from one of its secret
+    keywords to its end ("token_count", "keyboard", "Password"). False means no key ending
+    in ``tail`` classifies as a secret, whatever precedes it; True decides nothing."""
+    parts = key_components(tail)
+    if not parts:
+        return False
+    head = parts[0]
+    if head not in _KEYWORD_HEADS and not head.endswith(_PASSWORD_SUFFIXES + _SECRET_SUFFIXES):
+        return False
+    return len(parts) == 1 or parts[-1] not in _META_SUFFIXES
+
+
 def _env_suffix(parts: list[str]) -> bool:
     """The issue's *_API_KEY / *_TOKEN / *_SECRET family (and password variants)."""
     last = parts[-1]

@@ -1,67 +1,57 @@
-"""Walk an event's strings in one fixed order, then rebuild it with some of them replaced.
+"""Walk an event's strings, then rebuild it with some of them replaced.
 
-Both passes visit a map key before its value, list and tuple items in order, and the record of
-a ``(name, record)`` union pair but not its name; string number *i* of the collect pass is
-string number *i* of the rebuild pass. Paths are JSON pointers (RFC 6901 escaping); a union
-pair adds no segment, so a command's third argument is ``/payload/args/2``.
+Replacements are keyed by string *content*, not position: redaction depends only on a string's
+text (plus, for a value under a secret-named key, that key's rule), so the rebuild can find what
+to swap without replaying the collect pass, and the collect pass may skip strings already known
+to be clean. Paths are JSON pointers (RFC 6901 escaping); a ``(name, record)`` union pair adds
+no segment, so a command's third argument is ``/payload/args/2``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from typing import Any
 
 _MISS: Any = object()
+CLEAN_MAX_LEN = 64
+"""Only strings this short are remembered as clean (longer ones rarely repeat)."""
 
 
 class Collector:
-    """Gathers every string of an event (root keys in ``skip`` excluded).
+    """Gathers the strings of an event that need scanning (root keys in ``skip`` excluded).
 
-    Hot path: one call per event, so the walk is a closure over local names and a string value
-    under a string key is appended without another call.
+    Hot path, one call per event: the walk is a closure over local names, and a string value
+    under a string key is appended without another call. Strings in ``clean`` (short strings
+    seen before without a match: field names, cwd, model names...) are left out, except values
+    under a secret-named key, which are redacted whatever they say.
     """
 
     def __init__(
         self,
         skip: frozenset[str],
-        max_len: int,
-        keep: int,
         key_rule: Callable[[str], int | None],
-        *,
-        with_paths: bool,
-        key_cache: dict[str, int | None] | None = None,
+        key_cache: dict[str, int | None],
+        clean: set[str],
     ) -> None:
         self.strings: list[str] = []
         self.forced: dict[int, int] = {}
-        """String index -> rule priority, for values whose map key names a secret."""
-        self.cuts: dict[int, int] = {}
-        """String index -> original length, for strings longer than ``max_len``."""
-        self.paths: list[str] | None = [] if with_paths else None
+        """String index -> rule priority, for values under a secret-named map key."""
         self.total = 0
-        """Characters collected (before cuts); cheap to check against ``max_len``."""
+        """Characters collected; a cheap bound for the max_field_length check."""
         self._skip = skip
-        self._max = max_len
-        self._keep = keep
         self._key_rule = key_rule
-        self._key_cache = key_cache if key_cache is not None else {}
+        self._key_cache = key_cache
+        self._clean = clean
 
     def collect(self, event: dict[str, Any]) -> None:
-        if self.paths is not None:
-            self._collect_with_paths(event)
-        else:
-            self._collect_fast(event)
-        if self.total > self._max:
-            for i, s in enumerate(self.strings):
-                if len(s) > self._max:
-                    self.cuts[i] = len(s)
-                    self.strings[i] = s[: self._keep]
-
-    def _collect_fast(self, event: dict[str, Any]) -> None:
         strings = self.strings
         append = strings.append
         forced = self.forced
         key_rule = self._key_rule
         cached = self._key_cache.get
+        clean = self._clean
+        clean_max = CLEAN_MAX_LEN
         miss = _MISS
         total = 0
 
@@ -69,23 +59,30 @@ class Collector:
             nonlocal total
             kind = type(n)
             if kind is str:
-                append(n)
-                total += len(n)
+                if len(n) > clean_max or n not in clean:
+                    append(n)
+                    total += len(n)
             elif kind is dict:
                 for k, v in n.items():
                     if type(k) is str:
-                        append(k)
-                        total += len(k)
+                        if len(k) > clean_max or k not in clean:
+                            append(k)
+                            total += len(k)
                         if type(v) is str:
                             pri = cached(k, miss)
                             if pri is miss:
                                 pri = key_rule(k)
                             if pri is not None:
                                 forced[len(strings)] = pri
-                            append(v)
-                            total += len(v)
+                                append(v)
+                                total += len(v)
+                            elif len(v) > clean_max or v not in clean:
+                                append(v)
+                                total += len(v)
                             continue
-                    node(v)
+                    kind_v = type(v)
+                    if kind_v is dict or kind_v is list or kind_v is tuple or kind_v is str:
+                        node(v)
             elif kind is list or kind is tuple:
                 if kind is tuple and is_union(n):
                     node(n[1])
@@ -97,51 +94,26 @@ class Collector:
         node({k: v for k, v in event.items() if k not in skip})
         self.total = total
 
-    def _collect_with_paths(self, event: dict[str, Any]) -> None:
-        for key, value in event.items():
-            if key not in self._skip:
-                self._item(key, value, "")
-        self.total = sum(len(s) for s in self.strings)
-
-    def _item(self, key: Any, value: Any, path: str) -> None:
-        paths = self.paths
-        assert paths is not None
-        child = path + "/" + escape(str(key))
-        if type(key) is str:
-            paths.append(child)
-            self.strings.append(key)
-            if type(value) is str:
-                pri = self._key_rule(key)
-                if pri is not None:
-                    self.forced[len(self.strings)] = pri
-        self._node(value, child)
-
-    def _node(self, node: Any, path: str) -> None:
-        kind = type(node)
-        if kind is str:
-            assert self.paths is not None
-            self.paths.append(path)
-            self.strings.append(node)
-        elif kind is dict:
-            for key, value in node.items():
-                self._item(key, value, path)
-        elif kind is list or kind is tuple:
-            if is_union(node):
-                self._node(node[1], path)
-                return
-            for i, item in enumerate(node):
-                self._node(item, f"{path}/{i}")
-
 
 class Rebuilder:
-    """Copies an event, swapping string number *i* for ``replacements[i]``."""
+    """Copies an event, swapping strings by content and recording the paths it changed."""
 
-    def __init__(self, skip: frozenset[str], replacements: dict[int, str]) -> None:
+    def __init__(
+        self,
+        skip: frozenset[str],
+        replace: dict[str, str],
+        forced: dict[tuple[int, str], str],
+        key_rule: Callable[[str], int | None],
+        allow_paths: tuple[str, ...],
+    ) -> None:
         self.changed: list[str] = []
         """Paths of replaced strings, in visiting order (a renamed key's path once)."""
         self._skip = skip
-        self._replacements = replacements
-        self._count = 0
+        self._replace = replace
+        self._forced = forced
+        self._key_rule = key_rule
+        self._allow = allow_paths
+        self._path: list[str] = []
 
     def rebuild(self, event: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -149,47 +121,66 @@ class Rebuilder:
             if key in self._skip:
                 out[key] = value
             else:
-                new_key, new_value = self._item(key, value, "", out)
+                new_key, new_value = self._item(key, value, out)
                 out[new_key] = new_value
         return out
 
-    def _item(self, key: Any, value: Any, path: str, taken: dict[Any, Any]) -> tuple[Any, Any]:
+    def _allowed(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, pat) for pat in self._allow)
+
+    def _record(self) -> None:
+        path = "/" + "/".join(self._path)
+        if not self.changed or self.changed[-1] != path:
+            self.changed.append(path)
+
+    def _swap(self, original: str, new: str | None) -> str:
+        if new is None:
+            return original
+        if self._allow and self._allowed("/" + "/".join(self._path)):
+            return original
+        self._record()
+        return new
+
+    def _item(self, key: Any, value: Any, taken: dict[Any, Any]) -> tuple[Any, Any]:
         new_key = key
-        renamed = False
         if type(key) is str:
-            idx = self._count
-            self._count += 1
-            if idx in self._replacements:
-                new_key = self._replacements[idx]
-                renamed = True
-                while new_key in taken:  # two secrets redacted to the same token
-                    new_key += "#"
-        child = path + "/" + escape(str(new_key))
-        before = len(self.changed)
-        new_value = self._node(value, child)
-        if renamed and self.changed[before : before + 1] != [child]:
-            self.changed.insert(before, child)
+            new = self._replace.get(key)
+            if new is not None and not (
+                self._allow and self._allowed("/" + "/".join([*self._path, escape(key)]))
+            ):
+                new_key = new
+                while new_key in taken:
+                    new_key += "#"  # two secrets redacted to the same token
+        self._path.append(escape(str(new_key)))
+        if new_key is not key:
+            self._record()
+        if type(value) is str and type(key) is str:
+            pri = self._key_rule(key)
+            new_value = self._forced.get((pri, value)) if pri is not None else None
+            new_value = self._swap(value, new_value or self._replace.get(value))
+        else:
+            new_value = self._node(value)
+        self._path.pop()
         return new_key, new_value
 
-    def _node(self, node: Any, path: str) -> Any:
+    def _node(self, node: Any) -> Any:
         kind = type(node)
         if kind is str:
-            idx = self._count
-            self._count += 1
-            if idx in self._replacements:
-                self.changed.append(path)
-                return self._replacements[idx]
-            return node
+            return self._swap(node, self._replace.get(node))
         if kind is dict:
             out: dict[Any, Any] = {}
             for key, value in node.items():
-                new_key, new_value = self._item(key, value, path, out)
+                new_key, new_value = self._item(key, value, out)
                 out[new_key] = new_value
             return out
         if kind is list or kind is tuple:
             if is_union(node):
-                return (node[0], self._node(node[1], path))
-            items = [self._node(item, f"{path}/{i}") for i, item in enumerate(node)]
+                return (node[0], self._node(node[1]))
+            items = []
+            for i, item in enumerate(node):
+                self._path.append(str(i))
+                items.append(self._node(item))
+                self._path.pop()
             return items if kind is list else tuple(items)
         return node
 
