@@ -26,6 +26,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from aiokafka.errors import IllegalOperation  # type: ignore[import-untyped]
 from faust.types import TP
 
 _GATE_ATTR = "_agentwatch_commit_gate"
@@ -66,7 +67,17 @@ class CommitGate:
             async with self._lock:
                 if self._poisoned is not None:
                     return False
-                return await inner(*args, **kwargs)
+                if kwargs.get("start_new_transaction", True):
+                    return await inner(*args, **kwargs)
+                # The shutdown commit. A producer that lost its transaction (seen after
+                # rebalances with changelog tables) must not stop the consumer from closing:
+                # Faust would leave its thread running and the process would never exit.
+                # Skipping is safe: those offsets are simply processed again next time.
+                try:
+                    return await inner(*args, **kwargs)
+                except IllegalOperation as exc:
+                    log.warning("shutdown commit skipped: %s", exc)
+                    return False
 
         # Faust's timer, rebalance and shutdown paths all call ``self.commit``: an instance
         # attribute wins over the method for each of them.
