@@ -71,12 +71,12 @@ def scan(text: str, low: str, rules: Rules, out: list[Span]) -> None:
                 nxt in operator_start
                 or (nxt in " \t" and _operator_after_space(text, end, pos))
             ):
-                seen.add(end)
                 tail = text[pos:end]
                 maybe = tails.get(tail)
                 if maybe is None:
                     maybe = tails[tail] = tail_may_be_secret(tail)
-                if maybe:
+                if maybe:  # else another keyword of the same key may still qualify
+                    seen.add(end)
                     _key_value(text, pos, end, rules, out)
             pos = find(kw, end)
 
