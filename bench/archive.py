@@ -39,7 +39,8 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from consumers.archive.archiver import ArchiveMetrics, ArchiveSink  # noqa: E402
 from consumers.archive.recordings import open_session  # noqa: E402
 from consumers.archive.replay import replay  # noqa: E402
-from consumers.archive.targets import ArchiveTarget, FileTarget, S3Target, s3_client  # noqa: E402
+from consumers.archive.s3_target import S3Target, s3_client  # noqa: E402
+from consumers.archive.targets import ArchiveTarget, FileTarget  # noqa: E402
 from consumers.archive.testing import free_port, sample_session, wait_for  # noqa: E402
 from pipeline.serde import AvroSerde  # noqa: E402
 from pipeline.settings import S3Settings, load_settings  # noqa: E402

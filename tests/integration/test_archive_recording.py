@@ -16,7 +16,8 @@ from consumers.archive.compaction import pending_segments
 from consumers.archive.jsonl import iter_events
 from consumers.archive.layout import RECORDINGS
 from consumers.archive.manifest import read_manifest
-from consumers.archive.targets import ArchiveTarget, FileTarget, S3Target, s3_client
+from consumers.archive.s3_target import S3Target, s3_client
+from consumers.archive.targets import ArchiveTarget, FileTarget
 from consumers.archive.testing import (
     EventsTopic,
     SinkProcess,

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from consumers.archive.s3_target import S3Target, s3_client
 from consumers.archive.targets import (
     ArchiveTarget,
     ArchiveTargetError,
     FileTarget,
-    S3Target,
     open_target,
-    s3_client,
     writing,
 )
 from pipeline.errors import ConfigError, TransientError
