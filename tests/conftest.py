@@ -96,7 +96,9 @@ def services() -> Iterator[Services]:
     stack = LocalStack(settings, say=lambda _msg: None)
     already = stack.status()
     infra = [s for s in already.services if s.name.startswith(("kafka", "clickhouse", "s3"))]
-    started_here = not all(s.healthy for s in infra)
+    # Stop at the end only what this session started from nothing: a stack that was merely
+    # unhealthy (another session restarting it) belongs to someone else.
+    started_here = not any(s.running for s in infra)
     stack.up_services()
     try:
         yield Services(stack.kafka.bootstrap_servers(), settings.clickhouse,
