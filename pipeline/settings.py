@@ -235,6 +235,8 @@ class CollectorSettings(HttpServiceSettings):
     """A PreToolUse without its PostToolUse after this long is published as unfinished."""
     inbox_poll_s: float = Field(default=1.0, gt=0)
     """How often the collector drains the command hook's inbox."""
+    otlp_workers: int = Field(default=1, ge=0)
+    """Processes that decode, map and encode OTLP batches (0: threads of the collector itself)."""
 
     def resolved_inbox_dir(self, stack_dir: Path) -> Path:
         return self.inbox_dir or stack_dir / "hook-inbox"

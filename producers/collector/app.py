@@ -28,6 +28,7 @@ from pipeline.settings import Settings
 from producers.collector import otlp
 from producers.collector.hooks import HookContext, HookState
 from producers.collector.service import CollectorMetrics, HookHeaders, Intake, RequestRejectedError
+from producers.collector.workers import OtlpWorkers
 from producers.publisher import EventPublisher
 
 log = logging.getLogger("producers.collector")
@@ -35,6 +36,7 @@ log = logging.getLogger("producers.collector")
 INTAKE = web.AppKey("intake", Intake)
 SETTINGS = web.AppKey("settings", Settings)
 PUBLISHER = web.AppKey("publisher", EventPublisher)
+WORKERS = web.AppKey("otlp_workers", OtlpWorkers)
 _PROTOBUF = "application/x-protobuf"
 _EXPIRY_INTERVAL_S = 30.0
 _INBOX_ROUND = 500
@@ -95,7 +97,11 @@ def otlp_handler(signal: str) -> Callable[[web.Request], Awaitable[web.Response]
                 raise RequestRejectedError(415, "unsupported_media_type",
                                f"OTLP/HTTP takes {_PROTOBUF} or application/json, not {content_type}")
             body = await _read(request, endpoint, intake)
-            await asyncio.to_thread(intake.accept_otlp, signal, body, content_type, _now_us())
+            workers = request.app[WORKERS]
+            if not workers.enabled:
+                await asyncio.to_thread(intake.accept_otlp, signal, body, content_type, _now_us())
+            else:
+                intake.accept_mapped(await workers.map(signal, body, content_type, _now_us()))
             if intake.publisher.fsync:
                 await asyncio.to_thread(intake.publisher.sync)
         except RequestRejectedError as exc:
@@ -157,6 +163,7 @@ def create_app(
     app[INTAKE] = intake
     app[SETTINGS] = settings
     app[PUBLISHER] = publisher
+    app[WORKERS] = workers = OtlpWorkers(cfg.otlp_workers)
     app.router.add_post("/hooks", hooks_handler)
     for signal in otlp.SIGNALS:
         app.router.add_post(f"/v1/{signal}", otlp_handler(signal))
@@ -164,6 +171,7 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         publisher.start()
+        await workers.start()
         # Hooks spooled while the collector was down go first, before any new one is accepted.
         drained = total = intake.drain_inbox(inbox_dir, _INBOX_ROUND)
         while drained:
@@ -186,6 +194,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await asyncio.to_thread(workers.close)
             await asyncio.to_thread(publisher.close, 10.0)
 
     app.cleanup_ctx.append(lifecycle)

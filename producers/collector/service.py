@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from pipeline.errors import AgentwatchError, ItemError
 from producers import inbox
 from producers.collector import hooks, otlp, tools
 from producers.collector.hooks import HookContext, HookState
-from producers.publisher import EventPublisher
+from producers.collector.workers import Mapped
+from producers.publisher import EventPublisher, split_tag
 
 log = logging.getLogger("producers.collector")
 
@@ -133,13 +134,37 @@ class Intake:
         self.publish(events)
         return len(events)
 
+    def accept_mapped(self, mapped: Mapped) -> int:
+        """Spool what an OTLP worker process mapped and encoded."""
+        if mapped.rejected is not None:
+            raise RequestRejectedError(400, *mapped.rejected)
+        for name, count in mapped.metric_points.items():
+            self.metrics.metric_points.labels(name).inc(count)
+        self._spool(lambda: self.publisher.append_records(mapped.records))
+        tags: dict[bytes, int] = {}
+        for _key, tag, _value in mapped.records:
+            tags[tag] = tags.get(tag, 0) + 1
+        for tag, count in tags.items():
+            self.metrics.received.labels(*split_tag(tag)).inc(count)
+        return len(mapped.records)
+
     # -- shared ----------------------------------------------------------------------------
 
     def publish(self, events: list[dict[str, Any]]) -> None:
+        self._spool(lambda: self.publisher.publish_many(events))
+        counts: dict[tuple[str, str], int] = {}
+        for event in events:
+            key = (event["source"], event["event_type"])
+            counts[key] = counts.get(key, 0) + 1
+        for (source, event_type), count in counts.items():
+            self.metrics.received.labels(source, event_type).inc(count)
+
+    @staticmethod
+    def _spool(append: Callable[[], int]) -> None:
         from producers.spool import SpoolFullError
 
         try:
-            self.publisher.publish_many(events)
+            append()
         except SpoolFullError as exc:
             raise RequestRejectedError(503, "spool_full", str(exc), retry_after=exc.retry_after) from None
         except ItemError as exc:
@@ -149,12 +174,6 @@ class Intake:
                 500, "encode_error", "internal error: an event does not fit the schema") from None
         except AgentwatchError as exc:
             raise RequestRejectedError(503, "spool_error", str(exc), retry_after=1.0) from None
-        counts: dict[tuple[str, str], int] = {}
-        for event in events:
-            key = (event["source"], event["event_type"])
-            counts[key] = counts.get(key, 0) + 1
-        for (source, event_type), count in counts.items():
-            self.metrics.received.labels(source, event_type).inc(count)
 
     def expire_pending(self) -> int:
         events = hooks.expire_pending(self.state, time.time_ns() // 1000)

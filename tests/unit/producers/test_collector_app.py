@@ -32,7 +32,7 @@ def make_settings(tmp_path: Path, **collector: Any) -> Settings:
     return load_settings(
         spool={"dir": str(tmp_path / "spool"), "max_bytes": 1024 * 1024},
         collector={"inbox_dir": str(tmp_path / "inbox"), "max_body_bytes": 64 * 1024,
-                   **collector})
+                   "otlp_workers": 0, **collector})
 
 
 class Harness:
@@ -143,8 +143,9 @@ async def test_a_full_spool_answers_503_with_retry_after(start: Callable[..., An
     assert (await resp.json())["error"] == "spool_full"
 
 
-async def test_otlp_protobuf_gzip_and_json(start: Callable[..., Any]) -> None:
-    h: Harness = await start(max_body_bytes=1024 * 1024)
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_otlp_protobuf_gzip_and_json(start: Callable[..., Any], workers: int) -> None:
+    h: Harness = await start(max_body_bytes=1024 * 1024, otlp_workers=workers)
     request = log_request()
     resp = await h.client.post("/v1/logs", data=gzip.compress(request.SerializeToString()),
                                headers={"Content-Type": "application/x-protobuf",
@@ -160,8 +161,9 @@ async def test_otlp_protobuf_gzip_and_json(start: Callable[..., Any]) -> None:
     assert "llm.request" in {e["event_type"] for e in events}
 
 
-async def test_otlp_refusals(start: Callable[..., Any]) -> None:
-    h: Harness = await start()
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_otlp_refusals(start: Callable[..., Any], workers: int) -> None:
+    h: Harness = await start(otlp_workers=workers)
     resp = await h.client.post("/v1/metrics", data=b"x", headers={"Content-Type": "text/plain"})
     assert resp.status == 415
     resp = await h.client.post("/v1/traces", data=b"\x0a\xff\xff",
