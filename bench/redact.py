@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/redact.py [--events N] [--repeat R] [--text-bytes B]
 Builds N Claude Code-like events (pipeline.model.new_event) carrying about B characters of
 ordinary session text each (code, test output, logs, paths, hashes, URLs; see
-pipeline.redaction.samples) and plants a secret or personal datum in a share of them. Prints
+pipeline.redaction.corpus) and plants a secret or personal datum in a share of them. Prints
 events per CPU-second of this process (the per-core figure; wall-clock on a shared machine
 counts other people's work) and MB/s of text, best of R runs, single thread.
 """
@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from pipeline import model
-from pipeline.redaction import RedactionSettings, Redactor, samples
-from pipeline.redaction.samples import SECRET_MAKERS, SESSION_WEIGHTS
+from pipeline.redaction import RedactionSettings, Redactor, corpus
+from pipeline.redaction.corpus import SESSION_WEIGHTS
+from pipeline.redaction.samples import SECRET_MAKERS
 
 TYPES = ["command.executed", "file.write", "agent.task.failed", "user.prompt", "mcp.tool.called",
          "notification", "file.read"]
@@ -35,7 +36,7 @@ def text_fields(
     """Payload whose free-text fields hold about ``size`` characters in total."""
 
     def benign_text(rng: random.Random, n: int) -> str:
-        return samples.benign_text(rng, n, weights)
+        return corpus.benign_text(rng, n, weights)
 
     if event_type == "command.executed":
         return {"binary": "pytest", "args": ["-q", "tests/unit", f"-k={benign_text(rng, 20)}"],

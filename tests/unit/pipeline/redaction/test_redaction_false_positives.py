@@ -1,6 +1,6 @@
 """Over-redaction of ordinary coding-session text, measured on a generated corpus.
 
-The corpus (pipeline.redaction.samples.BENIGN) holds commit hashes, UUIDs, base64 test data,
+The corpus (pipeline.redaction.corpus.BENIGN) holds commit hashes, UUIDs, base64 test data,
 file paths, Python/Go code, test output, logs, URLs without credentials, semantic versions,
 public IPs, timestamps, prose, and code that handles secrets without containing one. The rates
 printed here are the ones docs/privacy.md reports; the bounds are what a change may not exceed.
@@ -14,7 +14,7 @@ from random import Random
 import pytest
 
 from pipeline.redaction import RedactionSettings, Redactor
-from pipeline.redaction.samples import BENIGN, benign_line
+from pipeline.redaction.corpus import BENIGN, benign_line
 
 LINES = 12_000
 
