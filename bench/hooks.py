@@ -243,13 +243,15 @@ async def measure(args: argparse.Namespace, base: str, env: dict[str, str], pid:
         times, cpu = await asyncio.to_thread(command_hook_runs, argv, runs, env)
         print(report(name, times) + f" cpu/run={cpu * 1000:.1f} ms")
 
-    collector = psutil.Process(pid)
-    cpu0 = collector.cpu_times()
+    def cpu_seconds() -> float:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        return sum(t.user + t.system for t in (proc.cpu_times() for proc in procs))
+
+    cpu0 = cpu_seconds()
     elapsed, total = await sustained(base, args.batches, args.batch_size, args.concurrency)
-    cpu1 = collector.cpu_times()
-    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    print(f"load average now {os.getloadavg()[0]:.1f}; collector CPU {cpu:.2f} s for {total} events "
-          f"= {cpu / total * 1e6:.1f} us/event (all its threads)")
+    cpu = cpu_seconds() - cpu0
+    print(f"load average now {os.getloadavg()[0]:.1f}; collector CPU (with its OTLP workers) "
+          f"{cpu:.2f} s for {total} events = {cpu / total * 1e6:.1f} us/event")
     print(f"sustained OTLP -> Kafka: {total} events in {elapsed:.2f} s = "
           f"{total / elapsed:,.0f} events/s (batches of {args.batch_size}, "
           f"{args.concurrency} concurrent requests, acknowledged by Kafka)")

@@ -94,8 +94,9 @@ def otlp_handler(signal: str) -> Callable[[web.Request], Awaitable[web.Response]
         content_type = request.content_type
         try:
             if content_type not in (_PROTOBUF, "application/json"):
-                raise RequestRejectedError(415, "unsupported_media_type",
-                               f"OTLP/HTTP takes {_PROTOBUF} or application/json, not {content_type}")
+                raise RequestRejectedError(
+                    415, "unsupported_media_type",
+                    f"OTLP/HTTP takes {_PROTOBUF} or application/json, not {content_type}")
             body = await _read(request, endpoint, intake)
             workers = request.app[WORKERS]
             if not workers.enabled:
