@@ -12,9 +12,11 @@ Prints one line per query; record the figures in docs/benchmarks.md. Never run f
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,26 @@ def generate(conn: Any, db: str, rows: int, now_us: int, chunk: int = 2_000_000)
     return time.perf_counter() - began
 
 
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def _server_cpu_ms(conn: Any, query_ids: list[str]) -> list[float]:
+    """User+system CPU milliseconds the server spent on each query (all its threads)."""
+    conn.execute("SYSTEM FLUSH LOGS")
+    rows = conn.execute(
+        """
+        SELECT ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]
+             + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')]
+        FROM system.query_log
+        WHERE type = 2 AND query_id IN %(ids)s
+        """, {"ids": tuple(query_ids)})
+    if len(rows) != len(query_ids):
+        raise RuntimeError(f"system.query_log has {len(rows)} of {len(query_ids)} queries")
+    return [r[0] / 1000 for r in rows]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -151,26 +173,32 @@ def main() -> int:
         print(f"generated {count:,} rows (incl. duplicates) in {elapsed:.1f} s")
     only = {n for n in args.only.split(",") if n}
     windows = ("24h", f"{SPAN_DAYS + 1}d")
-    print(f"{'query':28} " + " ".join(
-        f"{'rows':>6} {'p50 ms':>7} {'p95 ms':>7}" + f" [{w}]".ljust(7) for w in windows))
+    print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores)")
+    print("wall = latency seen by the client (inflated by whatever else runs on the machine); "
+          "cpu = the server's user+system CPU time for the query (from system.query_log), the "
+          "load-independent cost: below 1000 ms, the query finishes within 1 s on one idle core")
+    print(f"{'query':27} {'window':>6} {'rows':>5} {'wall p50':>9} {'wall p95':>9} "
+          f"{'cpu p50':>8} {'cpu p95':>8}")
     try:
         for query in REGISTRY.values():
             if only and query.name not in only:
                 continue
-            cells = []
             for since in windows:
                 params = bind(query, {"since": since}, now_us=now_us)
-                times: list[float] = []
+                wall: dict[str, float] = {}
                 result: list[Any] = []
                 for _ in range(args.runs):
+                    query_id = str(uuid.uuid4())
                     began = time.perf_counter()
-                    result = conn.execute(query.sql, params)
-                    times.append((time.perf_counter() - began) * 1000)
-                times.sort()
-                p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-                cells.append(f"{len(result):>6} {statistics.median(times):>7.0f} {p95:>7.0f}"
-                             + " " * 7)
-            print(f"{query.name:28} " + " ".join(cells), flush=True)
+                    result = conn.execute(query.sql, params, query_id=query_id,
+                                          settings={"log_queries": 1})
+                    wall[query_id] = (time.perf_counter() - began) * 1000
+                cpu = _server_cpu_ms(conn, list(wall))
+                walls = sorted(wall.values())
+                print(f"{query.name:27} {since:>6} {len(result):>5} "
+                      f"{statistics.median(walls):>9.0f} {_p95(walls):>9.0f} "
+                      f"{statistics.median(cpu):>8.0f} {_p95(cpu):>8.0f}", flush=True)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         if not args.keep:
             admin.execute(f"DROP DATABASE IF EXISTS {db}")
