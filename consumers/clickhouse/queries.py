@@ -168,6 +168,25 @@ _DOC_SEARCH = """
 
 Time fields (`timestamp`) take ISO dates or datetimes in UTC. A backslash makes the next
 character literal in unquoted values (`file:a\\*b`). Every value is sent as a query parameter.
+`agentwatch search --fields` lists the fields and their short aliases (`file`, `suite`, ...).
+
+## Ad-hoc SQL (`agentwatch sql`)
+
+One read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXISTS) runs with the server setting
+`readonly=1`, which ClickHouse 18.16 honours (writes, DDL, OPTIMIZE, SET and table functions fail
+with code 164); a statement check in front refuses everything else with a clear message (a second
+statement, `INTO OUTFILE`, `KILL`). `--max-rows` (10,000) and `--timeout` (60 s) bound the work.
+
+## Retention (`agentwatch retention apply [--dry-run]`)
+
+ClickHouse 18.16 has no TTL, so this command enforces the `retention` settings
+(docs/configuration.md): events and pattern alerts by severity (debug 7 days, info 30, warning 90,
+error 365, critical kept), per-user overrides (`AGENTWATCH_RETENTION__USER_DAYS='{"alice": 7}'`;
+the user is the event metadata key `user_id`), dead letters 30 days, session rows 365 days after
+their last event, rollups kept. A day partition whose rows have all expired is dropped; in a day
+that still holds rows to keep, the expired rows are deleted with an `ALTER TABLE ... DELETE`
+mutation the command waits for. It prints what it removed (table, action, partition, rows); run
+it daily (cron or a systemd timer).
 """
 
 
