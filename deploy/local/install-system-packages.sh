@@ -7,9 +7,8 @@ command -v mvn >/dev/null || need+=(maven)
 { command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] || [ -x /usr/bin/clickhouse-server ]; } \
   || need+=(clickhouse-server clickhouse-client)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
-if [ "${AGENTWATCH_E2E:-0}" = "1" ]; then
-  command -v chromium >/dev/null || need+=(chromium)
-fi
+# The dashboard's end-to-end tests drive the system Chromium (Playwright never downloads one).
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
   echo "agentwatch: missing system packages: ${need[*]}" >&2
