@@ -2,7 +2,8 @@
 
 Routes: ``POST /hooks`` (Claude Code ``http`` hooks, and ``agentwatch hook`` relaying command
 hooks), ``POST /v1/logs``, ``/v1/metrics``, ``/v1/traces`` (OTLP/HTTP, protobuf or JSON, gzip),
-``GET /health`` and ``GET /metrics``. A request is answered as soon as its events are in the
+``GET /health``, ``GET /metrics`` and ``GET /api/active-sessions`` (for the host sampler, see
+``producers.collector.active``). A request is answered as soon as its events are in the
 durable spool (see ``producers.publisher``): the agent never waits for Kafka, and a 2xx means
 nothing is lost even if the collector is killed right after. Bodies that are not hooks or OTLP
 get a 400 with the reason; a full spool gets a 503 with ``Retry-After``.
@@ -25,7 +26,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from pipeline.settings import Settings
-from producers.collector import otlp
+from producers.collector import active, otlp
 from producers.collector.hooks import HookContext, HookState
 from producers.collector.service import CollectorMetrics, HookHeaders, Intake, RequestRejectedError
 from producers.collector.workers import OtlpWorkers
@@ -168,6 +169,7 @@ def create_app(
     app.router.add_post("/hooks", hooks_handler)
     for signal in otlp.SIGNALS:
         app.router.add_post(f"/v1/{signal}", otlp_handler(signal))
+    app.router.add_get("/api/active-sessions", active.handler(state, _now_us))
     add_health_routes(app, registry, _health(intake))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

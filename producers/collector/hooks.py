@@ -64,6 +64,11 @@ class PendingCall:
 class SessionState:
     state: str = "unknown"
     started_us: int | None = None
+    # Where and when the session was last heard of: the host sampler (GET /api/active-sessions)
+    # matches agent processes to sessions by them.
+    cwd: str | None = None
+    transcript_path: str | None = None
+    last_seen_us: int = 0
 
 
 @dataclass
@@ -125,9 +130,17 @@ def map_hook(payload: Any, ctx: HookContext, state: HookState) -> list[dict[str,
     session_id, name = parse_hook(payload)
     mapper = _MAPPERS.get(name, _unknown_hook)
     drafts, evicted = mapper(payload, ctx, state, session_id)
+    if name != "SessionEnd":
+        _touch(state.session(session_id), payload, ctx.received_us)
     events = [_envelope(d, payload, ctx, name, i) for i, d in enumerate(drafts)]
     events += [unfinished_event(call, ctx.received_us) for call in evicted]
     return events
+
+
+def _touch(session: SessionState, payload: Mapping[str, Any], received_us: int) -> None:
+    session.last_seen_us = max(session.last_seen_us, received_us)
+    session.cwd = as_str(payload.get("cwd")) or session.cwd
+    session.transcript_path = as_str(payload.get("transcript_path")) or session.transcript_path
 
 
 def expire_pending(state: HookState, now_us: int) -> list[dict[str, Any]]:
