@@ -91,7 +91,7 @@ def test_calls_of_a_forgotten_session_are_still_listed() -> None:
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[TestClient]:
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
     settings = load_settings(spool={"dir": str(tmp_path / "spool")},
                              collector={"inbox_dir": str(tmp_path / "inbox"), "otlp_workers": 0})
     fake = FakeProducer()
@@ -103,7 +103,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient]:
     await c.close()
 
 
-async def test_the_endpoint_serves_what_the_hooks_taught(client: TestClient) -> None:
+async def test_the_endpoint_serves_what_the_hooks_taught(client: TestClient[Any, Any]) -> None:
     for name in ("session_start", "pre_bash"):
         assert (await client.post("/hooks", json=CASES[name])).status == 200
     resp = await client.get("/api/active-sessions")
