@@ -402,6 +402,47 @@ class PatternSettings(_Section):
     """Also publish notification triggers (task completed/failed, critical error, session completed)."""
 
 
+class SamplerSettings(HttpServiceSettings):
+    """The host sampler (`agentwatch sampler`): CPU, memory and network of the agent's processes."""
+
+    port: int = Field(default=9104, ge=0, le=65535)
+    """/health and /metrics of the sampler."""
+    interval_s: float = Field(default=1.0, gt=0)
+    """How often the agents' process trees are sampled and resource.sample events emitted."""
+    command_interval_s: float = Field(default=0.1, gt=0)
+    """Sampling interval while a Bash tool call's processes run (only those processes)."""
+    process_names: tuple[str, ...] = ("claude",)
+    """Process names of the agents to watch (JSON list)."""
+    cmdline_patterns: tuple[str, ...] = ("@anthropic-ai/claude-code", "claude-code/cli.js")
+    """Substrings of an interpreter's script argument that make it an agent (npm installs run node)."""
+    exclude_patterns: tuple[str, ...] = ("agentwatch hook",)
+    """Child command lines never taken for a Bash tool call (command hooks)."""
+    collector_url: str | None = None
+    """Base URL of the collector whose GET /api/active-sessions names sessions and in-flight
+    calls. Empty: http://<collector.host>:<collector.port>."""
+    collector_timeout_s: float = Field(default=1.0, gt=0)
+    """Timeout of one active-sessions request."""
+    sessions_window_s: float = Field(default=24 * 3600.0, gt=0)
+    """Sessions silent for longer than this are not matched to processes."""
+    claude_dir: Path | None = None
+    """Claude Code's folder (sessions/<pid>.json name a process's first session). Empty: ~/.claude."""
+    network: bool = True
+    """Report the TCP connections of the agents' process trees as network.request events."""
+    include_loopback: bool = False
+    """Also report connections to loopback addresses (the collector, local servers)."""
+    network_bytes_every_s: float = Field(default=30.0, gt=0)
+    """A long-lived connection's byte counts are reported at most this often (network.transfer)."""
+    command_max_track_s: float = Field(default=3600.0, gt=0)
+    """A command still running this long after its PostToolUse (a background server) is reported
+    with what was measured so far and no longer followed."""
+
+    def resolved_collector_url(self, collector: HttpServiceSettings) -> str:
+        return (self.collector_url or f"http://{collector.host}:{collector.port}").rstrip("/")
+
+    def resolved_claude_dir(self) -> Path:
+        return self.claude_dir or Path.home() / ".claude"
+
+
 class AlertSettings(_Section):
     """The alerting consumer (`agentwatch alerts`): where pattern alerts are delivered."""
 
@@ -511,6 +552,7 @@ class Settings(BaseSettings):
     clickhouse_sink_http: HttpServiceSettings = HttpServiceSettings(port=9101)
     archive_sink_http: HttpServiceSettings = HttpServiceSettings(port=9102)
     alerts_http: HttpServiceSettings = HttpServiceSettings(port=9103)
+    sampler: SamplerSettings = SamplerSettings()
     worker: WorkerSettings = WorkerSettings()
     widgets: WidgetSettings = WidgetSettings()
     patterns: PatternSettings = PatternSettings()
