@@ -432,7 +432,7 @@ class BatchingConsumer(Generic[T]):
         if not self._parts:
             self._paused = False
         log.info("partitions %s", "revoked" if kind == "revoke" else "lost",
-                 extra={"sink": self.name, "partitions": [str(tp) for tp in tps],
+                 extra={"sink": self.name, "partitions": [f"{t}[{p}]" for t, p in tps],
                         "dropped_records": dropped})
 
     # -- shutdown ----------------------------------------------------------------------------
