@@ -329,14 +329,17 @@ class SpanFinder:
         pri = self._pri["private_ipv6"]
         for m in r.IPV6_CANDIDATE.finditer(low):
             start = m.start()
-            if start and low[start - 1] in _HEXISH and not self._loose:
+            if start and low[start - 1] in _HEXISH and not self._loose and not (
+                start >= 2 and low[start - 2] == "\\"  # "\nfd00::1" inside escaped text
+            ):
                 continue
             end = ipv6_prefix_end(low, start, m.end())
             if end is not None:
                 out.append((start, end, pri))
         if self._loopback:
             for m in r.IPV6_LOOPBACK.finditer(low):
-                if m.start() and low[m.start() - 1] in _HEXISH:
+                start = m.start()
+                if start and low[start - 1] in _HEXISH and low[start - 2 : start - 1] != "\\":
                     continue
                 out.append((m.start(), m.end(), pri))
 

@@ -231,7 +231,7 @@ OWN_TOKEN = re.compile(r"\*\*\*(?:REDACTED:[a-z0-9_]+|[A-Z_]+)(?::[0-9a-f]{8})?\
 # grammar that starts right after a key name: an optional closing quote of the key (JSON, or
 # \" inside an escaped JSON string), an operator, then a quoted or bare value. A value quoted
 # with \" may not contain \n, \r or \t escapes: such a "value" is really the end of one string
-# literal and the start of the next line. The key itself is found by keyword (assignments.py),
+# literal and the start of the next line; for the same reason a bare value ends at one. The key itself is found by keyword (assignments.py),
 # never by a pattern that may start anywhere.
 KV_KEY_REST = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 KV_VALUE = re.compile(
@@ -241,13 +241,13 @@ KV_VALUE = re.compile(
     r"|\"(?P<v2>(?:[^\"\\\x00\r\n]|\\[^\x00\r\n])*)\""
     r"|'(?P<v3>(?:[^'\\\x00\r\n]|\\[^\x00\r\n])*)'"
     r"|`(?P<v4>[^`\x00\r\n]*)`"
-    r"|(?P<v5>[^\s\"'`\x00&]+))"
+    r"|(?P<v5>(?:[^\s\"'`\x00&\\]|\\(?![nrt\"']))+))"
 )
 # --password VALUE (space-separated command-line flag).
 CLI_VALUE = re.compile(
     r"[ \t]+(?:\"(?P<v2>(?:[^\"\\\x00\r\n]|\\[^\x00\r\n])*)\""
     r"|'(?P<v3>(?:[^'\\\x00\r\n]|\\[^\x00\r\n])*)'"
-    r"|(?P<v5>[^\s\"'`\x00&;|]+))"
+    r"|(?P<v5>(?:[^\s\"'`\x00&;|\\]|\\(?![nrt\"']))+))"
 )
 # gitleaks curl-auth-user: curl -u/--user user:password (only run when "curl" is present).
 CURL_USER = re.compile(

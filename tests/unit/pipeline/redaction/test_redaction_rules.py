@@ -231,8 +231,9 @@ def test_overlapping_matches_merge_under_the_more_specific_rule() -> None:
 
 def test_secret_after_an_escaped_newline_is_found() -> None:
     # JSON text inside a JSON string: "\n" is two characters, the n glued to the secret.
-    text = "line1\\n" + GHP + "\\njane@acme.io\\npassword=hunter2x"
+    text = "line1\\n" + GHP + "\\njane@acme.io\\npassword=hunter2x\\nfd00::1\\n10.0.0.1"
     assert R.redact_text(text) == (
-        f"line1\\n{tok('github_token')}\\n***EMAIL***\\npassword={tok('password')}",
-        ["github_token", "password", "email"],
+        f"line1\\n{tok('github_token')}\\n***EMAIL***\\npassword={tok('password')}"
+        "\\n***PRIVATE_IP***\\n***PRIVATE_IP***",
+        ["github_token", "password", "email", "private_ipv4", "private_ipv6"],
     )
