@@ -209,6 +209,7 @@ _FAMILIES: Mapping[str, Callable[[list[Any], Mapping[str, Any]], None]] = {
 }
 """Families without typed columns (state transitions, prompts, notifications, other) live in
 ``payload`` only."""
+_SHORT: Mapping[str, str] = {name: model.short_name(name) for name in model.PAYLOAD_RECORD_NAMES}
 
 
 def event_row(event: Mapping[str, Any], topic: str, partition: int, offset: int) -> Row:
@@ -226,24 +227,25 @@ def event_row(event: Mapping[str, Any], topic: str, partition: int, offset: int)
         fill = _FAMILIES.get(family)
         if fill is not None:
             fill(row, body)
+        get = event.get
         row[0] = seconds
         row[1] = ts_us
         row[2] = event["event_id"]
         row[3] = event["session_id"]
         row[4] = event["event_type"]
         row[5] = event["agent"]
-        row[6] = event.get("source") or "unknown"
-        row[7] = event.get("severity") or "info"
-        row[8] = _s(event.get("task_id"))
-        row[9] = _s(event.get("prompt_id"))
-        row[10] = _s(event.get("tool_use_id"))
-        row[11] = _s(trace.get("trace_id"))
-        row[12] = _s(trace.get("span_id"))
-        row[13] = int(event.get("schema_version") or 1)
-        row[14] = model.short_name(family)
-        row[-6] = _json(event.get("metadata") or {})
+        row[6] = get("source") or "unknown"
+        row[7] = get("severity") or "info"
+        row[8] = get("task_id") or ""
+        row[9] = get("prompt_id") or ""
+        row[10] = get("tool_use_id") or ""
+        row[11] = trace.get("trace_id") or ""
+        row[12] = trace.get("span_id") or ""
+        row[13] = get("schema_version") or 1
+        row[14] = _SHORT.get(family) or model.short_name(family)
+        row[-6] = _json(get("metadata"))
         row[-5] = _json(body)
-        row[-4] = [str(f) for f in event.get("redacted_fields") or ()]
+        row[-4] = list(get("redacted_fields") or ())
         row[-3] = topic
         row[-2] = partition
         row[-1] = offset
