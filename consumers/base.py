@@ -234,7 +234,8 @@ class BatchingConsumer(Generic[T]):
             "consecutive_failures": self._backoff.failures,
             "last_error": self._last_error,
             "buffered": self._buffered,
-            "assigned": sorted(f"{tp.topic}[{tp.partition}]" for tp in self._parts),
+            # list() copies in one step: the loop thread may reassign partitions meanwhile.
+            "assigned": sorted(f"{t}[{p}]" for t, p in list(self._parts)),
         }
 
     # -- the loop ----------------------------------------------------------------------------
