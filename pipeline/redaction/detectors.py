@@ -183,7 +183,10 @@ class SpanFinder:
     def _tokens(self, text: str, low: str, out: list[Span]) -> None:
         loose = self._loose
         for rx, group, boundary, choices, default in self._token_scans:
-            for m in rx.finditer(text):
+            first = rx.search(text)  # cheaper than building an iterator for the usual miss
+            if first is None:
+                continue
+            for m in rx.finditer(text, first.start()):
                 start = m.start()
                 if boundary and not loose and not _word_starts(text, start):
                     continue
@@ -298,21 +301,18 @@ class SpanFinder:
         pri = self._pri["private_ipv4"]
         loopback = self._loopback
         n = len(text)
-        for m in r.IPV4_START.finditer(text):
-            start = m.start()
+        for m in r.IPV4.finditer(text):
+            start, end = m.span()
             if start and not self._loose and (text[start - 1] == "." or not _word_starts(
                 text, start
             )):
                 continue
-            ip = r.IPV4_AT.match(text, start)
-            if ip is None:
-                continue
-            end = ip.end()
             if end < n and (
                 text[end].isdigit() or (text[end] == "." and text[end + 1 : end + 2].isdigit())
             ):
                 continue
-            a, b, c, d = (int(x) for x in ip.groups())
+            a = int("1" + m.group(1))
+            b, c, d = int(m.group(2)), int(m.group(3)), int(m.group(4))
             if b > 255 or c > 255 or d > 255:
                 continue
             if (

@@ -206,10 +206,10 @@ _FILE_EXTENSIONS = (
 )
 FILE_EXTENSION_TLDS = frozenset(_FILE_EXTENSIONS.split())
 
-# IPv4 candidates start with the first octet of a private range; the octets and the range are
-# checked in Python (faster than a regex that spells out 0-255, and easier to read).
-IPV4_START = re.compile(r"1(?:0|27|72|92|69|00)\.[0-9]")
-IPV4_AT = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})")
+# IPv4 candidates start with the first octet of a private range (group 1 holds it without its
+# leading "1"); the octets, the range and the boundaries are checked in Python (faster than a
+# regex that spells out 0-255, and easier to read).
+IPV4 = re.compile(r"1(0|27|72|92|69|00)\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})")
 # IPv6 ULA (fc00::/7: first hextet fc00-fdff) and link-local (fe80::/10: fe80-febf), on
 # lowercased text; the candidate is validated with the ipaddress module.
 IPV6_CANDIDATE = re.compile(
@@ -231,8 +231,8 @@ OWN_TOKEN = re.compile(r"\*\*\*(?:REDACTED:[a-z0-9_]+|[A-Z_]+)(?::[0-9a-f]{8})?\
 # grammar that starts right after a key name: an optional closing quote of the key (JSON, or
 # \" inside an escaped JSON string), an operator, then a quoted or bare value. A value quoted
 # with \" may not contain \n, \r or \t escapes: such a "value" is really the end of one string
-# literal and the start of the next line; for the same reason a bare value ends at one. The key itself is found by keyword (assignments.py),
-# never by a pattern that may start anywhere.
+# literal and the start of the next line; for the same reason a bare value ends at one. The key
+# itself is found by keyword (assignments.py), never by a pattern that may start anywhere.
 KV_KEY_REST = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 KV_VALUE = re.compile(
     r"(?P<kq>\\?[\"'])?"

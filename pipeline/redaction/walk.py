@@ -51,48 +51,49 @@ class Collector:
         key_rule = self._key_rule
         cached = self._key_cache.get
         clean = self._clean
-        clean_max = CLEAN_MAX_LEN
+        short = CLEAN_MAX_LEN
         miss = _MISS
-        total = 0
 
-        def node(n: Any) -> None:
-            nonlocal total
-            kind = type(n)
-            if kind is str:
-                if len(n) > clean_max or n not in clean:
-                    append(n)
-                    total += len(n)
-            elif kind is dict:
-                for k, v in n.items():
-                    if type(k) is str:
-                        if len(k) > clean_max or k not in clean:
-                            append(k)
-                            total += len(k)
-                        if type(v) is str:
-                            pri = cached(k, miss)
-                            if pri is miss:
-                                pri = key_rule(k)
-                            if pri is not None:
-                                forced[len(strings)] = pri
-                                append(v)
-                                total += len(v)
-                            elif len(v) > clean_max or v not in clean:
-                                append(v)
-                                total += len(v)
-                            continue
-                    kind_v = type(v)
-                    if kind_v is dict or kind_v is list or kind_v is tuple or kind_v is str:
-                        node(v)
-            elif kind is list or kind is tuple:
-                if kind is tuple and is_union(n):
-                    node(n[1])
-                    return
-                for item in n:
-                    node(item)
+        def mapping(d: dict[Any, Any]) -> None:
+            for k, v in d.items():
+                kind = type(v)
+                if type(k) is str:
+                    if len(k) > short or k not in clean:
+                        append(k)
+                    if kind is str:
+                        pri = cached(k, miss)
+                        if pri is miss:
+                            pri = key_rule(k)
+                        if pri is not None:
+                            forced[len(strings)] = pri
+                            append(v)
+                        elif len(v) > short or v not in clean:
+                            append(v)
+                        continue
+                if kind is dict:
+                    mapping(v)
+                elif kind is list or kind is tuple:
+                    sequence(v)
+                elif kind is str and (len(v) > short or v not in clean):
+                    append(v)
+
+        def sequence(items: list[Any] | tuple[Any, ...]) -> None:
+            if type(items) is tuple and is_union(items):
+                mapping(items[1])
+                return
+            for item in items:
+                kind = type(item)
+                if kind is str:
+                    if len(item) > short or item not in clean:
+                        append(item)
+                elif kind is dict:
+                    mapping(item)
+                elif kind is list or kind is tuple:
+                    sequence(item)
 
         skip = self._skip
-        node({k: v for k, v in event.items() if k not in skip})
-        self.total = total
+        mapping({k: v for k, v in event.items() if k not in skip} if skip & event.keys() else event)
+        self.total = sum(map(len, strings))
 
 
 class Rebuilder:
