@@ -129,16 +129,21 @@ def _p95(values: list[float]) -> float:
 
 def _server_cpu_ms(conn: Any, query_ids: list[str]) -> list[float]:
     """User+system CPU milliseconds the server spent on each query (all its threads)."""
-    conn.execute("SYSTEM FLUSH LOGS")
-    rows = conn.execute(
-        """
-        SELECT ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]
-             + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')]
-        FROM system.query_log
-        WHERE type = 2 AND query_id IN %(ids)s
-        """, {"ids": tuple(query_ids)})
-    if len(rows) != len(query_ids):
-        raise RuntimeError(f"system.query_log has {len(rows)} of {len(query_ids)} queries")
+    rows: list[Any] = []
+    for _ in range(20):  # the log is written asynchronously; FLUSH LOGS may beat the last entry
+        conn.execute("SYSTEM FLUSH LOGS")
+        rows = conn.execute(
+            """
+            SELECT ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]
+                 + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')]
+            FROM system.query_log
+            WHERE type = 2 AND query_id IN %(ids)s
+            """, {"ids": tuple(query_ids)})
+        if len(rows) == len(query_ids):
+            break
+        time.sleep(0.5)
+    if not rows:
+        raise RuntimeError("system.query_log holds none of the queries (log_queries off?)")
     return [r[0] / 1000 for r in rows]
 
 
