@@ -8,15 +8,17 @@ at once: observability must never fail or slow the agent's action. Errors go to
 ``collector.hook_log`` (never the payload).
 
 Light on purpose, it runs on every tool call: standard library only (no Kafka client, no
-pydantic), a raw HTTP/1.1 request over a socket, settings read from the same ``AGENTWATCH_*``
+pydantic), a raw HTTP/1.1 request over ``_socket``, settings read from the same ``AGENTWATCH_*``
 variables (and TOML file) as ``pipeline.settings`` without loading it. ``install-hooks`` runs
 this file directly with ``python -S`` (no site-packages scan), which is the fastest start.
 """
 
 from __future__ import annotations
 
+# The C module behind `socket`: `import socket` pulls in enum, selectors and collections, and
+# `socket.create_connection` the idna codec (getaddrinfo), together ~10 ms of the hook's start.
+import _socket
 import os
-import socket
 import sys
 import time
 
@@ -95,7 +97,11 @@ def post(config: HookConfig, body: bytes, received_us: int, delivery_id: str) ->
         f"X-Agentwatch-Delivery-Id: {delivery_id}\r\n"
         "Connection: close\r\n\r\n"
     ).encode("ascii")
-    with socket.create_connection((config.host, config.port), timeout=config.timeout_s) as sock:
+    family = _socket.AF_INET6 if ":" in config.host else _socket.AF_INET
+    sock = _socket.socket(family, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(config.timeout_s)
+        sock.connect((config.host, config.port))
         sock.sendall(head + body)
         reply = b""
         while b"\r\n" not in reply and len(reply) < 4096:
@@ -103,6 +109,8 @@ def post(config: HookConfig, body: bytes, received_us: int, delivery_id: str) ->
             if not chunk:
                 break
             reply += chunk
+    finally:
+        sock.close()
     parts = reply.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise OSError("the collector's answer is not HTTP")
