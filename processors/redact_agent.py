@@ -17,7 +17,7 @@ from typing import Any
 import faust
 
 from processors.deadletters import SourceMeta
-from processors.delivery import CommitGate, OutputRouter
+from processors.delivery import CommitGate, Output, OutputRouter
 from processors.metrics import WorkerMetrics
 from processors.topics import WorkerTopics
 from processors.validate import CleanEvent, EventProcessor
@@ -73,11 +73,13 @@ def attach_redact_agent(
     async def _handle(batch: list[Any], stream: Any, router: OutputRouter) -> None:
         started = time.perf_counter()
         outcomes = await _process(processor, batch)
+        outputs = [
+            Output(config.events_topic if isinstance(outcome, CleanEvent) else config.dlq_topic,
+                   outcome.key, outcome.value, event.message.tp)
+            for event, outcome in zip(batch, outcomes, strict=True)
+        ]
         async with gate.sending():
-            futures = []
-            for event, outcome in zip(batch, outcomes, strict=True):
-                topic = config.events_topic if isinstance(outcome, CleanEvent) else config.dlq_topic
-                futures.append(await router.send(topic, outcome.key, outcome.value, event.message.tp))
+            futures = await router.send_many(outputs)
             # A failed delivery raises here, before any input is acked: the batch is not
             # committed and the worker restarts from the last commit.
             await asyncio.gather(*futures)

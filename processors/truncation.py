@@ -81,7 +81,7 @@ def precut_event(event: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any],
         info.cut.add(path)
         return text[:keep]
 
-    return _map_strings(event, visit), info
+    return _map_strings(event, visit, max_bytes // 4 + 1), info
 
 
 def truncate_event(
@@ -108,7 +108,7 @@ def truncate_event(
             return _json_stub(text, max_bytes, total)
         return cut_utf8(text, max_bytes, total)
 
-    out = _map_strings(event, visit)
+    out = _map_strings(event, visit, 0 if info.cut else max_bytes // 4 + 1)
     if not paths:
         return event, paths
     meta = dict(out.get("metadata") or {})
@@ -127,8 +127,35 @@ def _json_stub(text: str, max_bytes: int, total: int) -> str:
     return json.dumps(body, ensure_ascii=False)
 
 
-def _map_strings(event: dict[str, Any], visit: _Visit) -> dict[str, Any]:
-    """A copy of ``event`` with payload and metadata strings replaced where ``visit`` says."""
+def _longest(event: dict[str, Any]) -> int:
+    """Length of the longest payload or metadata string (one level of lists and maps)."""
+    longest = 0
+    payload = event.get("payload")
+    values: list[Any] = []
+    if isinstance(payload, tuple) and len(payload) == 2 and isinstance(payload[1], dict):
+        values.extend(payload[1].values())
+    metadata = event.get("metadata")
+    if isinstance(metadata, dict):
+        values.extend(metadata.values())
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            longest = max(longest, len(value))
+        elif kind is list or kind is dict:
+            for item in value.values() if kind is dict else value:
+                if type(item) is str:
+                    longest = max(longest, len(item))
+    return longest
+
+
+def _map_strings(event: dict[str, Any], visit: _Visit, min_chars: int = 0) -> dict[str, Any]:
+    """A copy of ``event`` with payload and metadata strings replaced where ``visit`` says.
+
+    ``min_chars``: strings shorter than this are never changed, so an event without one that
+    long is returned untouched without building a single path (the common case).
+    """
+    if min_chars and _longest(event) < min_chars:
+        return event
     out: dict[str, Any] | None = None
     payload = event.get("payload")
     if isinstance(payload, tuple) and len(payload) == 2 and isinstance(payload[1], dict):

@@ -130,3 +130,77 @@ async def test_a_poisoned_gate_commits_nothing_more() -> None:
     assert await consumer.commit() is False
     assert consumer.commits == ["commit"]
     assert gate.poisoned == "stopped in the middle of a batch"
+
+
+class _Builder:
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self.records = capacity, []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: Any) -> Any:
+        if sum(len(v) for _, v in self.records) + len(value) > self.capacity:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class _AioProducer:
+    """The slice of aiokafka's AIOKafkaProducer that OutputRouter.send_many uses."""
+
+    def __init__(self, capacity: int = 100) -> None:
+        self.capacity = capacity
+        self.batches: list[tuple[str, int, list[tuple[Any, bytes]]]] = []
+        self.singles: list[tuple[str, int, bytes]] = []
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> _Builder:
+        return _Builder(self.capacity)
+
+    async def _done(self) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def send_batch(self, batch: _Builder, topic: str, *, partition: int) -> Any:
+        self.batches.append((topic, partition, batch.records))
+        return await self._done()
+
+    async def send(self, topic: str, value: bytes, *, key: Any, partition: int) -> Any:
+        self.singles.append((topic, partition, value))
+        return await self._done()
+
+
+async def test_send_many_builds_record_batches_per_transaction_and_partition() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from processors.delivery import Output
+
+    app = _app(True)
+    p7, p2 = _AioProducer(), _AioProducer()
+    app.producer._transaction_producers = {"aw-worker-0-7": p7, "aw-worker-0-2": p2}
+    router = OutputRouter(app)
+    outputs = [Output("events", f"s{i}".encode(), b"v" * 30, TP("ingest", 7)) for i in range(12)]
+    outputs += [Output("dlq", None, b"d" * 10, TP("ingest", 2)),
+                Output("events", b"big", b"x" * 500, TP("ingest", 2))]
+    futures = await router.send_many(outputs)
+    assert all(f.done() for f in futures)
+    part = DefaultPartitioner()
+    sent7 = [(t, p, k) for t, p, recs in p7.batches for k, _ in recs]
+    assert sorted(sent7) == sorted(("events", part(o.key, [0, 1, 2], [0, 1, 2]), o.key)
+                                   for o in outputs[:12])
+    assert all(sum(len(v) for _, v in recs) <= 100 for _, _, recs in p7.batches)
+    assert [(t, len(recs)) for t, _, recs in p2.batches] == [("dlq", 1)]
+    assert [(t, len(v)) for t, _, v in p2.singles] == [("events", 500)]  # too big for a batch
+    assert len(futures) == len(p7.batches) + len(p2.batches) + len(p2.singles)
+
+
+async def test_send_many_refuses_a_partition_it_has_no_transaction_for() -> None:
+    from faust.exceptions import ProducerSendError
+
+    from processors.delivery import Output
+
+    app = _app(True)
+    app.producer._transaction_producers = {}
+    with pytest.raises(ProducerSendError):
+        await OutputRouter(app).send_many([Output("events", b"k", b"v", TP("ingest", 1))])
