@@ -171,6 +171,11 @@ async def measure(bench: Bench, idle: int, clients: int, updates: int) -> dict[s
     out["gateway_rss_mib_idle"] = round(bench.rss_mib(), 1)
     await asyncio.gather(*(ws.close() for ws in idle_sockets), return_exceptions=True)
     await idle_http.close()
+    # Let the gateway finish closing the idle sockets before measuring delays.
+    for _ in range(120):
+        if bench.health()["clients"] == 0:
+            break
+        await asyncio.sleep(0.5)
     await asyncio.sleep(2.0)
 
     http, sockets = await open_clients(f"{base}/sessions/{sid}", headers, clients)
