@@ -10,9 +10,6 @@ import faust
 from pipeline.errors import ConfigError
 from pipeline.settings import KafkaSettings, Settings
 
-COMMIT_INTERVAL_S = 1.0
-"""Faust's own commit timer; agents that batch also commit right after each batch."""
-
 
 def create_app(settings: Settings) -> faust.App:
     worker = settings.worker
@@ -23,7 +20,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_client_id=f"{kafka.client_id}-worker",
         broker_credentials=_credentials(kafka),
         processing_guarantee=worker.processing_guarantee,
-        broker_commit_interval=COMMIT_INTERVAL_S,
+        broker_commit_interval=worker.commit_interval_ms / 1000.0,
         broker_session_timeout=worker.session_timeout_s,
         broker_heartbeat_interval=worker.heartbeat_interval_s,
         # An event can reach max_event_bytes; the producer's default cap (1,000,000) is lower.

@@ -29,16 +29,12 @@ class WorkerMetrics:
         )
         self.batch_seconds = Histogram(
             "agentwatch_worker_batch_seconds",
-            "Wall time of one batch: process, produce, ack and commit.",
+            "Wall time of one batch: process, produce and ack.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=r,
         )
         self.batch_size = Histogram(
             "agentwatch_worker_batch_size", "Messages per batch.",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=r,
-        )
-        self.commit_seconds = Histogram(
-            "agentwatch_worker_commit_seconds", "Wall time of the commit after a batch.",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=r,
         )
         self.assigned_partitions = Gauge(
             "agentwatch_worker_assigned_partitions", "Input partitions assigned to this worker.",
