@@ -32,6 +32,12 @@ _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 _B64URL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _HEXISH = frozenset("0123456789abcdefghijklmnopqrstuvwxyz:")
 _KEY_CACHE_LIMIT = 8192
+# The private ranges themselves, as documentation writes them: no address, no information.
+_GENERIC_RANGES = frozenset({
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10",
+    "127.0.0.0/8", "fc00::/7", "fd00::/8", "fe80::/10", "fe80::/64",
+})
+_CIDR_SUFFIX = re.compile(r"/[0-9]{1,3}")
 _NAME_LIKE = re.compile(r"[A-Za-z0-9_.$-][A-Za-z0-9_. $-]{0,79}")
 _URL_USERINFO_END = re.compile(r"://[^\s/@:\x00]*:\Z")
 _AUTH_SCHEME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9-]*)[ \t]+(?=\S)")
@@ -322,7 +328,7 @@ class SpanFinder:
                 or (a == 169 and b == 254)
                 or (a == 100 and 64 <= b <= 127)
                 or (a == 127 and loopback)
-            ):
+            ) and not _generic_range(text, start, end):
                 out.append((start, end, pri))
 
     def _ipv6(self, text: str, low: str, out: list[Span]) -> None:
@@ -334,7 +340,7 @@ class SpanFinder:
             ):
                 continue
             end = ipv6_prefix_end(low, start, m.end())
-            if end is not None:
+            if end is not None and not _generic_range(low, start, end):
                 out.append((start, end, pri))
         if self._loopback:
             for m in r.IPV6_LOOPBACK.finditer(low):
@@ -382,6 +388,12 @@ class SpanFinder:
 
     def _key_values(self, text: str, low: str, out: list[Span]) -> None:
         assignments.scan(text, low, self._kv_rules, out)
+
+
+def _generic_range(text: str, start: int, end: int) -> bool:
+    """"10.0.0.0/8", "fc00::/7": a private range named in prose or code, not an address."""
+    suffix = _CIDR_SUFFIX.match(text, end)
+    return suffix is not None and text[start : suffix.end()] in _GENERIC_RANGES
 
 
 def _is_basic_credential(token: str) -> bool:

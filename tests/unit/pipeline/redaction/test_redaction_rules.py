@@ -171,6 +171,8 @@ NEGATIVE: list[tuple[str, str]] = [
     ("private_ipv4", "IMDS at 169.254.169.254"),
     ("private_ipv6", "2001:db8::1 and ::1"),
     ("private_ipv6", "face:b00c and fdopen()"),
+    ("private_ipv6", 'ULA_SUBNET = new Address6("fc00::/7"); LINK = "fe80::/10"'),
+    ("private_ipv4", "should be specified as a CIDR block, like '10.0.0.0/8'."),
 ]
 
 
