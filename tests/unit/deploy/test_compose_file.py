@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 import pytest
-
 from deploy_helpers import COMPOSE_FILE, DEPLOY, load_yaml
+
 from pipeline.deploy_config import render_env, validate_env
 from pipeline.settings import REPO_ROOT, Settings, StackSettings
 from pipeline.stack.components import COMPONENTS, ComponentSpec
@@ -159,8 +159,7 @@ def test_prometheus_scrapes_every_component_on_its_port() -> None:
 
 def test_dockerfile_installs_the_package_with_its_entrypoint() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
-    assert dockerfile.splitlines()[[i for i, ln in enumerate(dockerfile.splitlines())
-                                     if ln.startswith("FROM")][0]] == "FROM python:3.11-slim"
+    assert next(ln for ln in dockerfile.splitlines() if ln.startswith("FROM")) == "FROM python:3.11-slim"
     assert 'ENTRYPOINT ["agentwatch"]' in dockerfile
     assert "pip install -e ." in dockerfile
     # Everything the editable install reads at run time is copied in.
