@@ -197,7 +197,10 @@ def apply(state: State, event: Event) -> set[str]:
         _resolve_errors(state, f"build:{body.get('component')}")
         changed.add("error_log")
     elif name == COMMAND_EVENT:
-        state["counts"]["commands"] += 1
+        # command.resources (host sampler) carries the CPU and memory of a run the hook's
+        # command.executed already counted (same tool_use_id): cost yes, a second command no.
+        if etype != "command.resources":
+            state["counts"]["commands"] += 1
         cpu = (body.get("cpu_user_ms") or 0) + (body.get("cpu_system_ms") or 0)
         state["cost"]["cpu_ms"] += cpu
         if body.get("peak_memory_mib") and body.get("duration_ms"):
@@ -227,14 +230,17 @@ def apply(state: State, event: Event) -> set[str]:
     if name == NETWORK_REQUEST:
         changed.add("network_trace")
         net = state["network"]
-        net["recent"] = [*net["recent"], {
-            "t": ts, "protocol": body.get("protocol"), "domain": body.get("domain"),
-            "endpoint": body.get("endpoint"), "status_code": body.get("status_code"),
-            "bytes_sent": body.get("bytes_sent"), "bytes_received": body.get("bytes_received"),
-            "duration_ms": body.get("duration_ms")}][-NETWORK_LIMIT:]
         dom = net["domains"].setdefault(str(body.get("domain")), {"requests": 0, "bytes": 0})
-        dom["requests"] += 1
         dom["bytes"] += (body.get("bytes_sent") or 0) + (body.get("bytes_received") or 0)
+        # network.transfer: more bytes on a connection already listed, not another request.
+        if etype != "network.transfer":
+            net["recent"] = [*net["recent"], {
+                "t": ts, "protocol": body.get("protocol"), "domain": body.get("domain"),
+                "endpoint": body.get("endpoint"), "status_code": body.get("status_code"),
+                "bytes_sent": body.get("bytes_sent"),
+                "bytes_received": body.get("bytes_received"),
+                "duration_ms": body.get("duration_ms")}][-NETWORK_LIMIT:]
+            dom["requests"] += 1
 
     if name == LLM_REQUEST:
         changed.add("cost")
