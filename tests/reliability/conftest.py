@@ -1,0 +1,106 @@
+"""A private, full pipeline per reliability test: collector -> worker -> ClickHouse and archive sinks.
+
+Each component runs as the real subprocess (`python -m pipeline.cli ...`) against the shared
+Kafka and ClickHouse, on topics, consumer groups, a worker app id, a ClickHouse database, an
+archive folder and HTTP ports that no other test shares. Logs go to files in tmp_path so the
+tests can scan them for leaked secrets. Everything is stopped (SIGTERM) and its topics deleted
+at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reliability_harness import TOPIC_KINDS, Component, Pipeline, delete_topics, free_port
+
+from pipeline.settings import ClickHouseSettings
+
+
+@pytest.fixture
+def pipeline_env(
+    kafka_bootstrap: str, clickhouse: ClickHouseSettings, clickhouse_db: str, tmp_path: Path,
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """(prefix, environment) of a private pipeline; its topics exist and its database is migrated."""
+    from pipeline.migrations import apply_migrations
+    from pipeline.settings import KafkaSettings, TopicSettings
+    from pipeline.topics import ensure_topics, topic_specs
+
+    prefix = f"rel{uuid.uuid4().hex[:10]}"
+    topics = {kind: f"{prefix}.{kind}" for kind in TOPIC_KINDS}
+    partitions = 2
+    # Nothing of the outer environment may point a component at shared topics or ports.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
+    env.update({
+        "AGENTWATCH_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        **{f"AGENTWATCH_TOPICS__{kind.upper()}": name for kind, name in topics.items()},
+        "AGENTWATCH_TOPICS__PARTITIONS": str(partitions),
+        "AGENTWATCH_CLICKHOUSE__HOST": clickhouse.host,
+        "AGENTWATCH_CLICKHOUSE__PORT": str(clickhouse.port),
+        "AGENTWATCH_CLICKHOUSE__HTTP_PORT": str(clickhouse.http_port),
+        "AGENTWATCH_CLICKHOUSE__USER": clickhouse.user,
+        "AGENTWATCH_CLICKHOUSE__PASSWORD": clickhouse.password.get_secret_value(),
+        "AGENTWATCH_CLICKHOUSE__DATABASE": clickhouse_db,
+        "AGENTWATCH_CLICKHOUSE_SINK__GROUP_ID": f"{prefix}-clickhouse",
+        "AGENTWATCH_CLICKHOUSE_SINK__BATCH_MAX_AGE_S": "0.3",
+        "AGENTWATCH_CLICKHOUSE_SINK__SESSION_TIMEOUT_S": "6",
+        "AGENTWATCH_CLICKHOUSE_SINK__RETRY_INITIAL_S": "0.2",
+        "AGENTWATCH_CLICKHOUSE_SINK__RETRY_MAX_S": "2",
+        "AGENTWATCH_WORKER__APP_ID": f"{prefix}-worker",
+        "AGENTWATCH_WORKER__SESSION_TIMEOUT_S": "6",
+        "AGENTWATCH_WORKER__HEARTBEAT_INTERVAL_S": "1",
+        "AGENTWATCH_ARCHIVE__TARGET": (tmp_path / "archive").as_uri(),
+        "AGENTWATCH_ARCHIVE__CONSUMER_GROUP": f"{prefix}-archive",
+        "AGENTWATCH_ARCHIVE__SEGMENT_MAX_AGE_S": "0.5",
+        "AGENTWATCH_ARCHIVE__SESSION_TIMEOUT_MS": "6000",
+        "AGENTWATCH_STACK__DIR": str(tmp_path / "stack"),
+        "AGENTWATCH_COLLECTOR__PORT": str(free_port()),
+        "AGENTWATCH_WORKER_HTTP__PORT": str(free_port()),
+        "AGENTWATCH_CLICKHOUSE_SINK_HTTP__PORT": str(free_port()),
+        "AGENTWATCH_ARCHIVE_SINK_HTTP__PORT": str(free_port()),
+        "AGENTWATCH_LOG_FORMAT": "json",
+    })
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap),
+                  topic_specs(TopicSettings(**topics, partitions=partitions)))
+    apply_migrations(clickhouse, clickhouse_db)
+    try:
+        yield prefix, env
+    finally:
+        delete_topics(kafka_bootstrap, (prefix,))
+
+
+@pytest.fixture
+def pipeline(
+    pipeline_env: tuple[str, dict[str, str]], kafka_bootstrap: str, clickhouse: ClickHouseSettings,
+    clickhouse_db: str, tmp_path: Path,
+) -> Iterator[Pipeline]:
+    """The four components started in data-flow order (consumers first, so nothing waits)."""
+    prefix, env = pipeline_env
+    specs = {
+        "worker": (["worker"], "AGENTWATCH_WORKER_HTTP__PORT"),
+        "clickhouse_sink": (["sink", "clickhouse"], "AGENTWATCH_CLICKHOUSE_SINK_HTTP__PORT"),
+        "archive_sink": (["sink", "archive"], "AGENTWATCH_ARCHIVE_SINK_HTTP__PORT"),
+        "collector": (["collector"], "AGENTWATCH_COLLECTOR__PORT"),
+    }
+    components = {name: Component(name, args, int(env[port]), env, tmp_path / f"{name}.log")
+                  for name, (args, port) in specs.items()}
+    line = Pipeline(
+        prefix=prefix,
+        topics={kind: env[f"AGENTWATCH_TOPICS__{kind.upper()}"] for kind in TOPIC_KINDS},
+        database=clickhouse_db, clickhouse=clickhouse, kafka_bootstrap=kafka_bootstrap,
+        archive_dir=tmp_path / "archive", workdir=tmp_path, env=env,
+        # Stop order = this order: the collector's spool drains into Kafka first.
+        components={name: components[name]
+                    for name in ("collector", "worker", "clickhouse_sink", "archive_sink")},
+    )
+    try:
+        for name in ("worker", "clickhouse_sink", "archive_sink", "collector"):
+            components[name].start()
+        yield line
+    finally:
+        line.stop()
+        # The worker creates its changelog topics itself, named after its app id (same prefix).
+        delete_topics(kafka_bootstrap, (prefix,))

@@ -1,0 +1,122 @@
+"""Exact accounting through the real stack: simulator -> collector -> worker -> ClickHouse + archive.
+
+Per session: events the simulator's truth expects = distinct event_ids in ClickHouse (with no
+duplicate rows) = lines of the compacted archive recording (with no duplicate lines); and none of
+the planted canary secrets anywhere downstream of redaction (events, DLQ, widgets, patterns and
+changelog topics, every ClickHouse table, every archive file, every component's log). The crash
+variant SIGKILLs the worker mid-run and restarts it: the counts stay exact.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from reliability_harness import Pipeline, wait_until
+from reliability_support import (
+    ArchiveView,
+    canaries_of,
+    ch_event_ids,
+    downstream_places,
+    drive,
+    duplicates,
+    expected_per_session,
+    find_canaries,
+    read_archive,
+    topic_messages,
+)
+
+from producers.simulator.run import generate
+from producers.simulator.script import SessionScript
+
+pytestmark = [pytest.mark.reliability, pytest.mark.integration]
+
+SESSIONS = 5
+SETTLE_TIMEOUT_S = 120.0
+
+
+def _scripts() -> list[SessionScript]:
+    # "everything" plants every canary kind and raises every pattern; a fresh seed per run gives
+    # session ids no other run used.
+    return generate(SESSIONS, "everything", seed=f"rel-{uuid.uuid4().hex}")
+
+
+def _settled(line: Pipeline, expected: dict[str, int]) -> bool:
+    in_ch = ch_event_ids(line)
+    view = read_archive(line.archive_dir)
+    return all(len(set(in_ch.get(s, ()))) == n and len(set(view.recordings.get(s, ()))) == n
+               for s, n in expected.items())
+
+
+def _assert_exact(line: Pipeline, scripts: list[SessionScript]) -> None:
+    expected = expected_per_session(scripts)
+    wait_until(lambda: _settled(line, expected), SETTLE_TIMEOUT_S,
+               "ClickHouse and the archive to hold every expected event")
+    in_ch = ch_event_ids(line)
+    view: ArchiveView = read_archive(line.archive_dir)
+    assert set(in_ch) == set(expected), "sessions in ClickHouse differ from the simulated ones"
+    for session, n in expected.items():
+        rows = in_ch[session]
+        assert not duplicates(rows), f"{session}: duplicate rows in ClickHouse"
+        assert len(rows) == n
+        recording = view.recordings[session]
+        assert not duplicates(recording), f"{session}: duplicate lines in the recording"
+        assert len(recording) == n
+        assert set(recording) == set(rows), f"{session}: archive and ClickHouse hold other events"
+        assert view.manifests[session]["events"] == n and view.manifests[session]["ended"]
+    # Everything the worker published is accounted for, exactly once.
+    events = topic_messages(line.kafka_bootstrap, line.topics["events"], committed_only=True)
+    assert len(events) == sum(expected.values())
+
+
+def _assert_no_canary(line: Pipeline, scripts: list[SessionScript]) -> None:
+    canaries = canaries_of(scripts)
+    assert len(canaries) >= 4, "the scenario planted no canaries: the leak check would prove nothing"
+    ingest = topic_messages(line.kafka_bootstrap, line.topics["ingest"])
+    # The raw ingest topic does carry them (the redactor's input): proves the scan can see them.
+    assert find_canaries({"ingest": b"".join(m.value() for m in ingest)}, canaries)
+    leaks = find_canaries(downstream_places(line), canaries)
+    assert not leaks, f"canaries downstream of redaction: {leaks[:10]}"
+
+
+def _assert_clean_exit(line: Pipeline) -> None:
+    codes = line.stop()
+    assert all(code == 0 for code in codes.values()), {
+        name: (code, line.components[name].tail()) for name, code in codes.items() if code != 0}
+
+
+def test_full_path_accounting(pipeline: Pipeline) -> None:
+    scripts = _scripts()
+    drive(pipeline.collector_url, scripts)
+    _assert_exact(pipeline, scripts)
+    _assert_clean_exit(pipeline)
+    _assert_no_canary(pipeline, scripts)
+
+
+def test_worker_sigkill_mid_run_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
+    scripts = _scripts()
+    total = sum(expected_per_session(scripts).values())
+    worker = pipeline.components["worker"]
+    outcome: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            outcome["stats"] = drive(pipeline.collector_url, scripts)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    # Kill once the worker has processed part of the run, with the rest still coming.
+    wait_until(lambda: worker.metric_sum("agentwatch_worker_messages_total{") >= total // 4,
+               60, "the worker to process a quarter of the run", interval_s=0.05)
+    worker.kill()
+    assert worker.exit_codes == [-9]
+    worker.start()
+    sender.join(180)
+    assert not sender.is_alive() and "error" not in outcome, outcome.get("error")
+    _assert_exact(pipeline, scripts)
+    _assert_clean_exit(pipeline)
+    _assert_no_canary(pipeline, scripts)
