@@ -55,19 +55,25 @@ class Rules(NamedTuple):
 def scan(text: str, low: str, rules: Rules, out: list[Span]) -> None:
     """Append a span for every value assigned to a secret-sounding name."""
     seen: set[int] = set()
-    n = len(text)
     find = low.find
     key_rest = _KEY_REST
+    key_chars = _KEY_CHARS
     operator_start = _OPERATOR_START
     tails = rules.tails
     if len(tails) > _TAIL_CACHE_LIMIT:
         tails.clear()
     for kw in KEYWORDS:
+        size = len(kw)
         pos = find(kw)
         while pos != -1:
-            end = key_rest(text, pos + len(kw)).end()  # type: ignore[union-attr]
-            nxt = text[end] if end < n else "x"
-            if end not in seen and (
+            # Per hit: most keywords in ordinary text ("tokens", "passed", "keyboard") are not
+            # followed by an operator; decide that with as few calls as possible.
+            end = pos + size
+            nxt = text[end : end + 1]
+            if nxt in key_chars and nxt:
+                end = key_rest(text, end).end()  # type: ignore[union-attr]
+                nxt = text[end : end + 1]
+            if nxt and end not in seen and (
                 nxt in operator_start
                 or (nxt in " \t" and _operator_after_space(text, end, pos))
             ):
