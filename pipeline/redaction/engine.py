@@ -3,8 +3,9 @@
 Speed comes from scanning once per event: all strings (values at any depth, list and tuple
 items, map keys) are joined with NUL and every rule runs over that one text. No built-in
 pattern can match a NUL (rules.py), so a match always lies inside one string; spans are then
-mapped back to the strings they belong to. An event with no match is returned as a shallow copy
-without walking it again.
+mapped back to the strings they belong to. Short strings already seen clean (field names, cwd,
+model names) are not scanned again, and an event with no match is returned as a shallow copy
+without a second walk.
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ def _starts(strings: list[str]) -> list[int]:
 
 
 class Redactor:
-    """Compiled redaction for one configuration. Thread-compatible: the only state it keeps is
-    a bounded cache of key-name decisions."""
+    """Compiled redaction for one configuration; build once per process and reuse.
+
+    The only state it keeps is bounded memory (key-name decisions, short strings seen clean),
+    which never changes a result, only how fast it comes; share one instance per thread or
+    guard it, as a Faust worker (one event loop) naturally does.
+    """
 
     def __init__(self, settings: RedactionSettings | None = None) -> None:
         self.settings = settings = settings or RedactionSettings()
