@@ -25,6 +25,15 @@ log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
 
 
+def new_cluster_id() -> str:
+    """A Kafka cluster id (base64url of a UUID) that the storage tool cannot mistake for an
+    option: ids starting with '-' are read as flags and formatting fails."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 @dataclass(frozen=True)
 class KafkaNode:
     node_id: int
@@ -134,7 +143,7 @@ class KafkaStack:
         cluster_file = self._mode_dir() / "cluster-id"
         if not cluster_file.is_file():
             cluster_file.parent.mkdir(parents=True, exist_ok=True)
-            cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            cluster_file.write_text(new_cluster_id())
         cluster_id = cluster_file.read_text().strip()
         # --standalone for the dynamic single-node quorum; static voters take no quorum flag
         # (mixing the two fails, KAFKA-18987).

@@ -35,3 +35,11 @@ def test_stale_pid_file_is_not_running(tmp_path: Path) -> None:
     proc.pid_file.write_text("999999999\n")
     assert proc.pid() is None
     assert proc.stop() is False
+
+
+def test_kafka_cluster_ids_never_look_like_options() -> None:
+    from pipeline.stack.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
