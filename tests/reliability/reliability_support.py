@@ -37,9 +37,10 @@ def canaries_of(scripts: Iterable[SessionScript]) -> set[str]:
     return {c.value for s in scripts for step in s.steps for c in step.canaries}
 
 
-def drive(collector_url: str, scripts: list[SessionScript]) -> DriveStats:
-    """Play every script, one lane per session, against the collector; all must be accepted."""
-    driver = Driver(Target.from_base(collector_url), lanes=len(scripts), give_up_s=90.0)
+def drive(collector_url: str, scripts: list[SessionScript], rate: float | None = None) -> DriveStats:
+    """Play every script, one lane per session, against the collector; all must be accepted.
+    ``rate`` (payloads/s over all lanes) stretches the run so a fault can land in its middle."""
+    driver = Driver(Target.from_base(collector_url), rate=rate, lanes=len(scripts), give_up_s=90.0)
     stats = asyncio.run(driver.run(lambda index: scripts[index]))
     assert stats.failed == 0, stats.to_json()
     return stats

@@ -35,6 +35,8 @@ pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 SESSIONS = 5
 SETTLE_TIMEOUT_S = 120.0
+RATE = 100.0
+"""Payloads/s of the crash run: ~500 events take several seconds, so the kill lands mid-run."""
 
 
 def _scripts() -> list[SessionScript]:
@@ -103,7 +105,7 @@ def test_worker_sigkill_mid_run_loses_and_duplicates_nothing(pipeline: Pipeline)
 
     def send() -> None:
         try:
-            outcome["stats"] = drive(pipeline.collector_url, scripts)
+            outcome["stats"] = drive(pipeline.collector_url, scripts, rate=RATE)
         except BaseException as exc:
             outcome["error"] = exc
 
@@ -114,6 +116,9 @@ def test_worker_sigkill_mid_run_loses_and_duplicates_nothing(pipeline: Pipeline)
                60, "the worker to process a quarter of the run", interval_s=0.05)
     worker.kill()
     assert worker.exit_codes == [-9]
+    published = len(topic_messages(pipeline.kafka_bootstrap, pipeline.topics["events"],
+                                   committed_only=True))
+    assert sender.is_alive() and published < total, "the kill came after the end of the run"
     worker.start()
     sender.join(180)
     assert not sender.is_alive() and "error" not in outcome, outcome.get("error")
