@@ -154,3 +154,10 @@ def test_topics_job_runs_before_components() -> None:
     job = _find("Job", "kafka-topics")
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["topics"]
+
+
+def test_schema_job_applies_the_cluster_ddl() -> None:
+    job = _find("Job", "clickhouse-schema")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "pipeline.cluster_ddl", "apply"]
+    assert container["envFrom"][0] == {"configMapRef": {"name": "agentwatch-env"}}
