@@ -27,7 +27,8 @@ def redact_raw(
 
     Text is the UTF-8 decoding with undecodable bytes replaced; the excerpt escapes control
     characters as ``\\xNN`` and, when longer than ``max_chars``, ends with ``…[+N chars]``.
-    Pass a long-lived ``redactor``; building the default one costs a few milliseconds.
+    Pass the long-lived ``redactor`` when there is one (its caches warm up); a default one is
+    cheap to build (the patterns are compiled at import).
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     digest = hashlib.sha256(raw).hexdigest()
