@@ -73,10 +73,12 @@ def test_engines_are_replicated_or_distributed_over_locals(name: str) -> None:
             assert f"AS {{database}}.{created}{LOCAL_SUFFIX}" in stmt
 
 
-def test_session_tables_shard_by_session() -> None:
+def test_loaded_tables_shard_by_kafka_partition() -> None:
+    # One partition's rows and its sink_offsets watermark must land on the same shard.
     sql = "\n".join(p.read_text() for p in CLUSTER_DIR.glob("*.sql"))
-    for table in ("telemetry_events", "sessions", "pattern_alerts", "audit_log"):
-        assert re.search(rf"'{table}_local', cityHash64\(session_id\)\)", sql), table
+    for table in ("telemetry_events", "sessions", "pattern_alerts", "dead_letters"):
+        assert re.search(rf"'{table}_local', kafka_partition\)", sql), table
+    assert re.search(r"'audit_log_local', cityHash64\(session_id\)\)", sql)
 
 
 def test_unknown_statement_is_refused() -> None:
