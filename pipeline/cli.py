@@ -32,6 +32,8 @@ COMMANDS: dict[str, CommandRef] = {
     "config": CommandRef("pipeline.config_doc", "print the effective settings (secrets masked)"),
     "collector": CommandRef("producers.collector.app",
                             "receive Claude Code hooks and OTLP telemetry into the ingest topic"),
+    "sampler": CommandRef("producers.sampler.main",
+                          "sample the agents' CPU, memory and connections into the ingest topic"),
     "hook": CommandRef("producers.hook_cmd",
                        "Claude Code command hook: hand stdin's hook to the collector (exits 0)"),
     "install-hooks": CommandRef("producers.install_hooks",

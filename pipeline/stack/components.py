@@ -49,4 +49,5 @@ COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec("alerts", "consumers.alerting.main", ("alerts",), lambda s: s.alerts_http),
     ComponentSpec("gateway", "consumers.gateway.app", ("gateway",), lambda s: s.gateway),
     ComponentSpec("collector", "producers.collector.app", ("collector",), lambda s: s.collector),
+    ComponentSpec("sampler", "producers.sampler.main", ("sampler",), lambda s: s.sampler),
 )

@@ -100,6 +100,10 @@ class Sampler:
                 self._pending.append(events.access(found, call.session_id, call.tool_use_id,
                                                    self.config.agent_name, int(now * 1e6)))
 
+    def view_unavailable(self) -> None:
+        """The collector did not answer: keep the last view, ask again at the next interval."""
+        self._want_view = False
+
     def wants_view(self) -> bool:
         """True when a new child of an agent waits to be matched to a call: ask the collector
         now rather than at the next interval (short commands end quickly)."""
