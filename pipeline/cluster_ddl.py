@@ -45,18 +45,20 @@ DATABASE_MIGRATION = (
 """Runs first so every node has the database before the ON CLUSTER table statements."""
 
 
-def shard_key(table: str, columns: str) -> str:
+def shard_key(stmt: str) -> str:
     """Rows of one Kafka partition go to one shard, so the sink's staged-offset watermark of
     that partition (sink_offsets) is written by the same shard INSERT as its rows and stays
-    exact (docs/clickhouse.md). A session lives on one partition, hence on one shard too:
-    ReplacingMergeTree folds its versions and duplicates where they meet. Tables without a
-    Kafka position (audit_log) shard by session; view-fed tables are never inserted through
-    their Distributed table."""
-    if re.search(r"^\s+kafka_partition UInt32,?$", columns, re.M):
+    exact (docs/clickhouse.md). A session lives on one partition, hence on one shard too.
+    Other tables shard by session, else by their sorting key: a Replacing/Summing engine folds
+    rows with equal keys only where they meet, on one shard."""
+    if re.search(r"^\s+kafka_partition UInt32,?$", stmt, re.M):
         return "kafka_partition"
-    if re.search(r"^\s+session_id String,?$", columns, re.M):
+    if re.search(r"^\s+session_id String,?$", stmt, re.M):
         return "cityHash64(session_id)"
-    return "rand()"
+    order = re.search(r"^ORDER BY \(?(.+?)\)?$", stmt, re.M)
+    if order is None:
+        raise ValueError(f"no ORDER BY to shard on: {stmt[:80]!r}")
+    return f"cityHash64({order.group(1)})"
 
 
 def convert_statement(stmt: str) -> list[str]:
@@ -73,11 +75,10 @@ def convert_statement(stmt: str) -> list[str]:
         body = body.replace(
             f"{{database}}.{name}\n(", f"{{database}}.{local} {ON_CLUSTER}\n(", 1
         )
-        columns = stmt[table.end(): engine.start()]
         distributed = (
             f"CREATE TABLE IF NOT EXISTS {{database}}.{name} {ON_CLUSTER}\n"
             f"AS {{database}}.{local}\n"
-            f"ENGINE = Distributed('{{cluster}}', '{{database}}', '{local}', {shard_key(name, columns)})"
+            f"ENGINE = Distributed('{{cluster}}', '{{database}}', '{local}', {shard_key(stmt)})"
         )
         return [body, distributed]
     view = _CREATE_VIEW.match(stmt)

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipeline.settings import Settings
+from pipeline.stack.components import COMPONENTS, ComponentSpec
+
+HOST_LOCAL_COMPONENTS: frozenset[str] = frozenset({"sampler"})
+"""Components that run on each developer's machine next to the agents (the sampler reads the
+agents' processes), never in the cluster; every other registered component is deployed."""
 
 Profile = Literal["compose", "k8s"]
 PROFILES: tuple[Profile, ...] = ("compose", "k8s")
@@ -70,6 +75,11 @@ DEV_CREDENTIALS: Mapping[str, str] = {
     "AGENTWATCH_S3__SECRET_ACCESS_KEY": "agentwatch-secret",
 }
 """Credentials compose ships with (MinIO wants a secret of 8+ characters); change them for real use."""
+
+
+def deployed_components() -> tuple[ComponentSpec, ...]:
+    """The registered components a cluster deployment runs, in start order."""
+    return tuple(c for c in COMPONENTS if c.name not in HOST_LOCAL_COMPONENTS)
 
 
 def _overrides(profile: Profile) -> dict[str, dict[str, Any]]:

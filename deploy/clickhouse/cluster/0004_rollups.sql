@@ -15,7 +15,7 @@ ORDER BY (hour, agent, event_type, severity);
 
 CREATE TABLE IF NOT EXISTS {database}.events_hourly ON CLUSTER '{cluster}'
 AS {database}.events_hourly_local
-ENGINE = Distributed('{cluster}', '{database}', 'events_hourly_local', rand());
+ENGINE = Distributed('{cluster}', '{database}', 'events_hourly_local', cityHash64(hour, agent, event_type, severity));
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.events_hourly_mv ON CLUSTER '{cluster}'
 TO {database}.events_hourly_local
@@ -44,7 +44,7 @@ ORDER BY (hour, build_component, build_outcome);
 
 CREATE TABLE IF NOT EXISTS {database}.build_durations_hourly ON CLUSTER '{cluster}'
 AS {database}.build_durations_hourly_local
-ENGINE = Distributed('{cluster}', '{database}', 'build_durations_hourly_local', rand());
+ENGINE = Distributed('{cluster}', '{database}', 'build_durations_hourly_local', cityHash64(hour, build_component, build_outcome));
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.build_durations_hourly_mv ON CLUSTER '{cluster}'
 TO {database}.build_durations_hourly_local
@@ -76,7 +76,7 @@ ORDER BY (hour, test_suite, test_outcome);
 
 CREATE TABLE IF NOT EXISTS {database}.test_durations_hourly ON CLUSTER '{cluster}'
 AS {database}.test_durations_hourly_local
-ENGINE = Distributed('{cluster}', '{database}', 'test_durations_hourly_local', rand());
+ENGINE = Distributed('{cluster}', '{database}', 'test_durations_hourly_local', cityHash64(hour, test_suite, test_outcome));
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.test_durations_hourly_mv ON CLUSTER '{cluster}'
 TO {database}.test_durations_hourly_local
@@ -108,7 +108,7 @@ ORDER BY (hour, command_binary, failed);
 
 CREATE TABLE IF NOT EXISTS {database}.command_durations_hourly ON CLUSTER '{cluster}'
 AS {database}.command_durations_hourly_local
-ENGINE = Distributed('{cluster}', '{database}', 'command_durations_hourly_local', rand());
+ENGINE = Distributed('{cluster}', '{database}', 'command_durations_hourly_local', cityHash64(hour, command_binary, failed));
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.command_durations_hourly_mv ON CLUSTER '{cluster}'
 TO {database}.command_durations_hourly_local
@@ -142,7 +142,7 @@ ORDER BY (hour, agent, model);
 
 CREATE TABLE IF NOT EXISTS {database}.llm_usage_hourly ON CLUSTER '{cluster}'
 AS {database}.llm_usage_hourly_local
-ENGINE = Distributed('{cluster}', '{database}', 'llm_usage_hourly_local', rand());
+ENGINE = Distributed('{cluster}', '{database}', 'llm_usage_hourly_local', cityHash64(hour, agent, model));
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.llm_usage_hourly_mv ON CLUSTER '{cluster}'
 TO {database}.llm_usage_hourly_local

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from deploy_helpers import COMPOSE_FILE, DEPLOY, load_yaml
 
-from pipeline.deploy_config import render_env, validate_env
+from pipeline.deploy_config import deployed_components, render_env, validate_env
 from pipeline.settings import REPO_ROOT, Settings, StackSettings
-from pipeline.stack.components import COMPONENTS, ComponentSpec
+from pipeline.stack.components import ComponentSpec
 
 INFRA = ("kafka", "clickhouse", "minio", "kafka-exporter", "prometheus", "grafana")
 SETUP = ("kafka-topics", "clickhouse-migrate")
@@ -23,6 +23,8 @@ MIRRORED_KAFKA_PROPERTIES = (
     "message.max.bytes",
     "replica.fetch.max.bytes",
 )
+
+DEPLOYED = deployed_components()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def _port(spec: ComponentSpec) -> int:
 
 
 def test_every_component_infra_and_setup_service_exists(services: dict[str, Any]) -> None:
-    expected = {c.name for c in COMPONENTS} | set(INFRA) | set(SETUP)
+    expected = {c.name for c in DEPLOYED} | set(INFRA) | set(SETUP)
     assert set(services) == expected
 
 
@@ -59,7 +61,7 @@ def test_top_level_keys_are_compose_spec_keys(compose: dict[str, Any]) -> None:
                 assert source in compose["volumes"], f"{name} uses undeclared volume {source}"
 
 
-@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
+@pytest.mark.parametrize("component", DEPLOYED, ids=lambda c: c.name)
 def test_component_service_runs_its_command_with_the_rendered_env(
     services: dict[str, Any], component: ComponentSpec
 ) -> None:
@@ -72,7 +74,7 @@ def test_component_service_runs_its_command_with_the_rendered_env(
     validate_env(service["environment"])
 
 
-@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
+@pytest.mark.parametrize("component", DEPLOYED, ids=lambda c: c.name)
 def test_component_healthcheck_hits_its_health_endpoint(
     services: dict[str, Any], component: ComponentSpec
 ) -> None:
@@ -81,7 +83,7 @@ def test_component_healthcheck_hits_its_health_endpoint(
     assert f"http://127.0.0.1:{_port(component)}/health" in " ".join(test)
 
 
-@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
+@pytest.mark.parametrize("component", DEPLOYED, ids=lambda c: c.name)
 def test_components_start_after_topics_and_schema(
     services: dict[str, Any], component: ComponentSpec
 ) -> None:
@@ -149,7 +151,7 @@ def test_backend_credentials_match_the_agentwatch_env(services: dict[str, Any]) 
 def test_prometheus_scrapes_every_component_on_its_port() -> None:
     config = load_yaml(DEPLOY / "prometheus/prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    for component in COMPONENTS:
+    for component in DEPLOYED:
         sd = jobs[component.name]["dns_sd_configs"][0]
         assert sd["names"] == [component.name]
         assert sd["port"] == _port(component)
@@ -166,4 +168,4 @@ def test_dockerfile_installs_the_package_with_its_entrypoint() -> None:
     for path in ("avro", "deploy/clickhouse", "pipeline", "producers", "processors", "consumers"):
         assert f"COPY {path} ./{path}" in dockerfile, path
     exposed = set(re.search(r"^EXPOSE (.*)$", dockerfile, flags=re.M).group(1).split())  # type: ignore[union-attr]
-    assert exposed == {str(_port(c)) for c in COMPONENTS}
+    assert exposed == {str(_port(c)) for c in DEPLOYED}

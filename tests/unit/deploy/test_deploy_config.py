@@ -6,7 +6,9 @@ import pytest
 
 from pipeline.deploy_config import (
     DEV_CREDENTIALS,
+    HOST_LOCAL_COMPONENTS,
     SECRET_FIELDS,
+    deployed_components,
     main,
     render_env,
     validate_env,
@@ -14,13 +16,15 @@ from pipeline.deploy_config import (
 from pipeline.settings import Settings
 from pipeline.stack.components import COMPONENTS
 
+DEPLOYED = deployed_components()
+
 
 @pytest.mark.parametrize("profile", ["compose", "k8s"])
 def test_rendered_env_builds_settings_with_container_endpoints(profile: str) -> None:
     settings = validate_env(render_env(profile))  # type: ignore[arg-type]
     assert "127.0.0.1" not in settings.kafka.bootstrap_servers
     assert settings.clickhouse.host != "127.0.0.1"
-    for component in COMPONENTS:
+    for component in DEPLOYED:
         http = component.http(settings)
         assert http.host == "0.0.0.0", component.name
         # Ports stay those of the local stack: one set of numbers everywhere.
@@ -66,3 +70,11 @@ def test_cli_prints_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compose", "--yaml"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f'{k}: "{v}"' for k, v in render_env("compose").items()]
+
+
+def test_every_registered_component_is_deployed_or_host_local() -> None:
+    # A new component in pipeline/stack/components.py must be added to compose and k8s (the
+    # other tests then fail until it is) or declared host-local on purpose.
+    names = {c.name for c in COMPONENTS}
+    assert names >= HOST_LOCAL_COMPONENTS
+    assert {c.name for c in DEPLOYED} == names - HOST_LOCAL_COMPONENTS

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from deploy_helpers import K8S_DIR, load_yaml, load_yaml_all
 
-from pipeline.deploy_config import SECRET_FIELDS, render_env, validate_env
+from pipeline.deploy_config import SECRET_FIELDS, deployed_components, render_env, validate_env
 from pipeline.settings import Settings
-from pipeline.stack.components import COMPONENTS, ComponentSpec
+from pipeline.stack.components import ComponentSpec
 
 WORKLOADS = {"Deployment", "StatefulSet"}
 # Consumer group and input topic per Kafka-consuming component (what lag-based scaling reads).
@@ -20,6 +20,8 @@ LAG_SCALED = {
     "clickhouse-sink": (S.clickhouse_sink.group_id, S.topics.events),
     "archive-sink": (S.archive.consumer_group, S.topics.events),
 }
+
+DEPLOYED = deployed_components()
 
 
 @functools.cache
@@ -61,7 +63,7 @@ def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
     assert set(kust["resources"]) == files
 
 
-@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
+@pytest.mark.parametrize("component", DEPLOYED, ids=lambda c: c.name)
 def test_probes_hit_health_on_the_component_port(component: ComponentSpec) -> None:
     container = _container(component)
     port = component.http(S).port
@@ -78,7 +80,7 @@ def test_probes_hit_health_on_the_component_port(component: ComponentSpec) -> No
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
-@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
+@pytest.mark.parametrize("component", DEPLOYED, ids=lambda c: c.name)
 def test_container_runs_its_command_with_config_and_secrets(component: ComponentSpec) -> None:
     container = _container(component)
     assert tuple(container["args"]) == component.command
@@ -96,7 +98,7 @@ def test_container_runs_its_command_with_config_and_secrets(component: Component
     assert grace > 30  # the worker's own shutdown grace (processors/worker.py SHUTDOWN_GRACE_S)
 
 
-@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
+@pytest.mark.parametrize("component", DEPLOYED, ids=lambda c: c.name)
 def test_service_per_component(component: ComponentSpec) -> None:
     service = _find("Service", component.name)
     workload = _find(WORKLOADS, component.name)
