@@ -528,6 +528,25 @@ def _toml_path() -> Path | None:
     return local if local.is_file() else None
 
 
+class PrivacySettings(_Section):
+    """Identity and consent (issue 11): who events belong to, and whether they may be collected."""
+
+    user_id: str = ""
+    """The user this collector attributes events to when a request names none (no
+    X-Agentwatch-User header, no user_id in the hook body). Empty: the OS user running it."""
+    consent_enabled: bool = True
+    """Read per-user consent (table user_privacy) and drop opted-out users' events at the door."""
+    refresh_s: float = Field(default=2.0, gt=0)
+    """How often the collector re-reads the consent table: the delay before a change applies."""
+    fail_open: bool = True
+    """While the consent table cannot be read: true collects users not known to have opted out
+    (availability), false collects nothing (privacy). Known opt-outs stay dropped either way."""
+    max_stale_s: float = Field(default=60.0, gt=0)
+    """After this long without a successful read the consent cache counts as unavailable."""
+    mutation_timeout_s: float = Field(default=300.0, gt=0)
+    """How long an erasure waits for ClickHouse to finish each row deletion."""
+
+
 class Settings(BaseSettings):
     """Frozen configuration; build once at process start and pass it down."""
 
@@ -560,6 +579,7 @@ class Settings(BaseSettings):
     widgets: WidgetSettings = WidgetSettings()
     patterns: PatternSettings = PatternSettings()
     alerts: AlertSettings = AlertSettings()
+    privacy: PrivacySettings = PrivacySettings()
     stack: StackSettings = StackSettings()
     serde: SerdeSettings = SerdeSettings()
     log_level: str = "INFO"

@@ -25,8 +25,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from pipeline.privacy import USER_HEADER, ConsentCache, Telemetry, default_user_id
 from pipeline.settings import Settings
 from producers.collector import active, otlp
+from producers.collector.consent import ClickHouseConsentLoader, ConsentGate, refresh_loop
 from producers.collector.hooks import HookContext, HookState
 from producers.collector.service import CollectorMetrics, HookHeaders, Intake, RequestRejectedError
 from producers.collector.workers import OtlpWorkers
@@ -75,7 +77,7 @@ async def hooks_handler(request: web.Request) -> web.Response:
     ctx = HookContext(received_us=headers.received_us or now, delivery_id=headers.delivery_id,
                       excerpt_chars=intake.excerpt_chars)
     try:
-        intake.accept_hook(body, ctx)
+        intake.accept_hook(body, ctx, request.headers.get(USER_HEADER))
         if intake.publisher.fsync:
             await asyncio.to_thread(intake.publisher.sync)
     except RequestRejectedError as exc:
@@ -100,10 +102,20 @@ def otlp_handler(signal: str) -> Callable[[web.Request], Awaitable[web.Response]
                     f"OTLP/HTTP takes {_PROTOBUF} or application/json, not {content_type}")
             body = await _read(request, endpoint, intake)
             workers = request.app[WORKERS]
-            if not workers.enabled:
-                await asyncio.to_thread(intake.accept_otlp, signal, body, content_type, _now_us())
+            header_user = request.headers.get(USER_HEADER)
+            gate = intake.gate
+            user = gate.user_for(header_user) if gate is not None else None
+            mode = gate.mode(user) if gate is not None else Telemetry.ENABLED
+            if gate is not None and mode is Telemetry.DISABLED:
+                # Opted out: not even decoded. The exporter gets its usual success answer so it
+                # does not retry (or queue) what we will never keep.
+                gate.dropped_requests.labels(endpoint).inc()
+            elif not workers.enabled:
+                await asyncio.to_thread(intake.accept_otlp, signal, body, content_type, _now_us(),
+                                        header_user)
             else:
-                intake.accept_mapped(await workers.map(signal, body, content_type, _now_us()))
+                intake.accept_mapped(await workers.map(signal, body, content_type, _now_us(),
+                                                       user=user, telemetry=mode.value))
             if intake.publisher.fsync:
                 await asyncio.to_thread(intake.publisher.sync)
         except RequestRejectedError as exc:
@@ -158,7 +170,10 @@ def create_app(
     metrics = CollectorMetrics(registry)
     state = HookState(max_pending=cfg.pending_tool_calls,
                       pending_ttl_us=int(cfg.pending_ttl_s * 1_000_000))
-    intake = Intake(publisher, metrics, excerpt_chars=cfg.excerpt_chars, state=state)
+    pcfg = settings.privacy
+    gate = ConsentGate(ConsentCache(fail_open=pcfg.fail_open, max_stale_s=pcfg.max_stale_s),
+                       pcfg.user_id or default_user_id(), registry)
+    intake = Intake(publisher, metrics, excerpt_chars=cfg.excerpt_chars, state=state, gate=gate)
     inbox_dir: Path = cfg.resolved_inbox_dir(settings.stack.dir)
 
     app = web.Application(client_max_size=cfg.max_body_bytes)
@@ -175,6 +190,14 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         publisher.start()
         await workers.start()
+        load = ClickHouseConsentLoader(settings) if pcfg.consent_enabled else None
+        if load is not None:
+            # Known opt-outs apply from the first hook on, the inbox's included.
+            try:
+                gate.refreshed(await asyncio.wait_for(asyncio.to_thread(load), 3.0))
+            except Exception as exc:
+                gate.refresh_failures.inc()
+                log.warning("consent table unreadable at start", extra={"error": str(exc)})
         # Hooks spooled while the collector was down go first, before any new one is accepted.
         drained = total = intake.drain_inbox(inbox_dir, _INBOX_ROUND)
         while drained:
@@ -189,6 +212,8 @@ def create_app(
                                           "inbox")),
             asyncio.create_task(_periodic(_EXPIRY_INTERVAL_S, intake.expire_pending, "expiry")),
         ]
+        if load is not None:
+            tasks.append(asyncio.create_task(refresh_loop(gate, load, pcfg.refresh_s)))
         try:
             yield
         finally:
@@ -198,6 +223,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.to_thread(workers.close)
+            if load is not None:
+                await asyncio.to_thread(load.close)
             await asyncio.to_thread(publisher.close, 10.0)
 
     app.cleanup_ctx.append(lifecycle)

@@ -21,6 +21,7 @@ from pipeline import model
 from pipeline.errors import AgentwatchError, ItemError
 from producers import inbox
 from producers.collector import hooks, otlp, tools
+from producers.collector.consent import ConsentGate
 from producers.collector.hooks import HookContext, HookState
 from producers.collector.workers import Mapped
 from producers.publisher import EventPublisher, split_tag
@@ -81,20 +82,28 @@ class Intake:
     """Turns bodies into spooled events; one per collector."""
 
     def __init__(self, publisher: EventPublisher, metrics: CollectorMetrics, *,
-                 excerpt_chars: int, state: HookState) -> None:
+                 excerpt_chars: int, state: HookState, gate: ConsentGate | None = None) -> None:
         self.publisher = publisher
         self.metrics = metrics
         self.excerpt_chars = excerpt_chars
         self.state = state
+        self.gate = gate
+        """Identity and consent; None: events pass unattributed (unit tests of the mapping)."""
 
     # -- hooks -----------------------------------------------------------------------------
 
     def hook_events(self, body: bytes, ctx: HookContext) -> list[dict[str, Any]]:
+        return self._map_hook(self._hook_payload(body), ctx)
+
+    @staticmethod
+    def _hook_payload(body: bytes) -> Any:
         try:
-            payload = json.loads(body)
+            return json.loads(body)
         except (ValueError, RecursionError) as exc:
             raise RequestRejectedError(
                 400, "invalid_json", f"body is not JSON: {type(exc).__name__}") from None
+
+    def _map_hook(self, payload: Any, ctx: HookContext) -> list[dict[str, Any]]:
         try:
             return hooks.map_hook(payload, ctx, self.state)
         except hooks.HookPayloadError as exc:
@@ -109,15 +118,24 @@ class Intake:
                 metadata={"hook": str(payload["hook_event_name"]), "mapping_error": type(exc).__name__},
             )]
 
-    def accept_hook(self, body: bytes, ctx: HookContext) -> int:
-        """Map and spool one hook; ``RequestRejectedError`` says why not. Returns the number of events."""
-        events = self.hook_events(body, ctx)
+    def accept_hook(self, body: bytes, ctx: HookContext, user_header: str | None = None) -> int:
+        """Map and spool one hook; ``RequestRejectedError`` says why not. Returns the number of
+        events spooled (0 when the user opted out)."""
+        payload = self._hook_payload(body)
+        events = self._map_hook(payload, ctx)
+        if self.gate is not None:
+            claimed = payload.get("user_id") if isinstance(payload, dict) else None
+            events = self.gate.admit(events, self.gate.user_for(user_header, claimed))
+            if not events:
+                self.gate.dropped_requests.labels("/hooks").inc()
+                return 0
         self.publish(events)
         return len(events)
 
     # -- OTLP ------------------------------------------------------------------------------
 
-    def accept_otlp(self, signal: str, body: bytes, content_type: str, received_us: int) -> int:
+    def accept_otlp(self, signal: str, body: bytes, content_type: str, received_us: int,
+                    user_header: str | None = None) -> int:
         """Decode, map and spool one OTLP export request (runs in a worker thread)."""
         try:
             request = otlp.decode_request(signal, body, content_type)
@@ -131,7 +149,10 @@ class Intake:
                 names[name] = names.get(name, 0) + 1
             for name, count in names.items():
                 self.metrics.metric_points.labels(name).inc(count)
-        self.publish(events)
+        if self.gate is not None:
+            events = self.gate.admit(events, self.gate.user_for(user_header))
+        if events:
+            self.publish(events)
         return len(events)
 
     def accept_mapped(self, mapped: Mapped) -> int:
@@ -183,6 +204,8 @@ class Intake:
 
     def drain_inbox(self, folder: Path, limit: int = 1000) -> int:
         """Turn waiting command-hook files into events; returns how many files were handled."""
+        if self.gate is not None and self.gate.cache.stale and not self.gate.cache.fail_open:
+            return 0  # consent unknown and failing closed: the files wait rather than vanish
         handled = 0
         for path in inbox.pending(folder, limit):
             try:

@@ -39,8 +39,13 @@ def _serde() -> AvroSerde:
     return AvroSerde()
 
 
-def map_and_encode(signal: str, body: bytes, content_type: str, received_us: int) -> Mapped:
-    """Runs in a worker: the same decode and mapping as in-process, plus the Avro encoding."""
+def map_and_encode(signal: str, body: bytes, content_type: str, received_us: int, *,
+                   user: str | None = None, telemetry: str = "enabled") -> Mapped:
+    """Runs in a worker: the same decode and mapping as in-process, plus the Avro encoding.
+
+    ``user`` and ``telemetry`` (the collector's consent decision for it) are applied before
+    encoding: the records are final once they leave the worker."""
+    from pipeline import privacy
     from producers.collector import otlp
 
     serde = _serde()
@@ -54,6 +59,10 @@ def map_and_encode(signal: str, body: bytes, content_type: str, received_us: int
         for event in events:
             name = event["metadata"].get("otel.metric", "")
             points[name] = points.get(name, 0) + 1
+    mode = privacy.Telemetry(telemetry)
+    if mode is not privacy.Telemetry.ENABLED:
+        events = [e for e in events if privacy.allowed(str(e["event_type"]), mode)]
+    privacy.stamp(events, user)
     records = [(str(e["session_id"]).encode(), event_tag(e), serde.encode_event(e))
                for e in events]
     return Mapped(records, points)
@@ -84,12 +93,14 @@ class OtlpWorkers:
         await asyncio.gather(*(loop.run_in_executor(self._pool, _warm)
                                for _ in range(self._workers)))
 
-    async def map(self, signal: str, body: bytes, content_type: str, received_us: int) -> Mapped:
+    async def map(self, signal: str, body: bytes, content_type: str, received_us: int, *,
+                  user: str | None = None, telemetry: str = "enabled") -> Mapped:
         if self._pool is None:
             raise RuntimeError("OTLP workers are not started")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, map_and_encode, signal, body, content_type,
-                                          received_us)
+        work = functools.partial(map_and_encode, signal, body, content_type, received_us,
+                                 user=user, telemetry=telemetry)
+        return await loop.run_in_executor(self._pool, work)
 
     def close(self) -> None:
         if self._pool is not None:
