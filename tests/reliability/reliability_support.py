@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reliability_harness import Pipeline
+from reliability_harness import Pipeline, wait_until
 
 from pipeline.settings import ClickHouseSettings
 from producers.simulator.driver import Driver, DriveStats, Target
@@ -169,6 +169,42 @@ def list_topics(bootstrap: str, prefix: str) -> list[str]:
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     return sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix))
+
+
+# --- Exact accounting -----------------------------------------------------------------------
+
+SETTLE_TIMEOUT_S = 120.0
+
+
+def settled(line: Pipeline, expected: dict[str, int]) -> bool:
+    in_ch = ch_event_ids(line)
+    view = read_archive(line.archive_dir)
+    return all(len(set(in_ch.get(s, ()))) == n and len(set(view.recordings.get(s, ()))) == n
+               for s, n in expected.items())
+
+
+def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool = True) -> None:
+    """Per session: expected = distinct = rows in ClickHouse = recording lines; no duplicates.
+    ``all_sessions``: ClickHouse and the events topic hold nothing else."""
+    wait_until(lambda: settled(line, expected), SETTLE_TIMEOUT_S,
+               "ClickHouse and the archive to hold every expected event")
+    in_ch = ch_event_ids(line)
+    view: ArchiveView = read_archive(line.archive_dir)
+    if all_sessions:
+        assert set(in_ch) == set(expected), "sessions in ClickHouse differ from the simulated ones"
+    for session, n in expected.items():
+        rows = in_ch[session]
+        assert not duplicates(rows), f"{session}: duplicate rows in ClickHouse"
+        assert len(rows) == n
+        recording = view.recordings[session]
+        assert not duplicates(recording), f"{session}: duplicate lines in the recording"
+        assert len(recording) == n
+        assert set(recording) == set(rows), f"{session}: archive and ClickHouse hold other events"
+        assert view.manifests[session]["events"] == n and view.manifests[session]["ended"]
+    if all_sessions:
+        # Everything the worker published is accounted for, exactly once.
+        events = topic_messages(line.kafka_bootstrap, line.topics["events"], committed_only=True)
+        assert len(events) == sum(expected.values())
 
 
 # --- Leaks ----------------------------------------------------------------------------------

@@ -16,15 +16,12 @@ from typing import Any
 import pytest
 from reliability_harness import Pipeline, wait_until
 from reliability_support import (
-    ArchiveView,
+    assert_exact,
     canaries_of,
-    ch_event_ids,
     downstream_places,
     drive,
-    duplicates,
     expected_per_session,
     find_canaries,
-    read_archive,
     topic_messages,
 )
 
@@ -34,7 +31,6 @@ from producers.simulator.script import SessionScript
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 SESSIONS = 5
-SETTLE_TIMEOUT_S = 120.0
 RATE = 100.0
 """Payloads/s of the crash run: ~500 events take several seconds, so the kill lands mid-run."""
 
@@ -43,34 +39,6 @@ def _scripts() -> list[SessionScript]:
     # "everything" plants every canary kind and raises every pattern; a fresh seed per run gives
     # session ids no other run used.
     return generate(SESSIONS, "everything", seed=f"rel-{uuid.uuid4().hex}")
-
-
-def _settled(line: Pipeline, expected: dict[str, int]) -> bool:
-    in_ch = ch_event_ids(line)
-    view = read_archive(line.archive_dir)
-    return all(len(set(in_ch.get(s, ()))) == n and len(set(view.recordings.get(s, ()))) == n
-               for s, n in expected.items())
-
-
-def _assert_exact(line: Pipeline, scripts: list[SessionScript]) -> None:
-    expected = expected_per_session(scripts)
-    wait_until(lambda: _settled(line, expected), SETTLE_TIMEOUT_S,
-               "ClickHouse and the archive to hold every expected event")
-    in_ch = ch_event_ids(line)
-    view: ArchiveView = read_archive(line.archive_dir)
-    assert set(in_ch) == set(expected), "sessions in ClickHouse differ from the simulated ones"
-    for session, n in expected.items():
-        rows = in_ch[session]
-        assert not duplicates(rows), f"{session}: duplicate rows in ClickHouse"
-        assert len(rows) == n
-        recording = view.recordings[session]
-        assert not duplicates(recording), f"{session}: duplicate lines in the recording"
-        assert len(recording) == n
-        assert set(recording) == set(rows), f"{session}: archive and ClickHouse hold other events"
-        assert view.manifests[session]["events"] == n and view.manifests[session]["ended"]
-    # Everything the worker published is accounted for, exactly once.
-    events = topic_messages(line.kafka_bootstrap, line.topics["events"], committed_only=True)
-    assert len(events) == sum(expected.values())
 
 
 def _assert_no_canary(line: Pipeline, scripts: list[SessionScript]) -> None:
@@ -92,7 +60,7 @@ def _assert_clean_exit(line: Pipeline) -> None:
 def test_full_path_accounting(pipeline: Pipeline) -> None:
     scripts = _scripts()
     drive(pipeline.collector_url, scripts)
-    _assert_exact(pipeline, scripts)
+    assert_exact(pipeline, expected_per_session(scripts))
     _assert_clean_exit(pipeline)
     _assert_no_canary(pipeline, scripts)
 
@@ -122,6 +90,6 @@ def test_worker_sigkill_mid_run_loses_and_duplicates_nothing(pipeline: Pipeline)
     worker.start()
     sender.join(180)
     assert not sender.is_alive() and "error" not in outcome, outcome.get("error")
-    _assert_exact(pipeline, scripts)
+    assert_exact(pipeline, expected_per_session(scripts))
     _assert_clean_exit(pipeline)
     _assert_no_canary(pipeline, scripts)
