@@ -246,3 +246,6 @@ def _check_json(text: Any) -> None:
         json.loads(text)
     except (TypeError, ValueError) as exc:
         raise EventRuleError(Rule.BAD_JSON, "payload.json", "not a JSON document") from exc
+    except RecursionError as exc:
+        # Deeper than the parser's stack: no reader downstream could load it either.
+        raise EventRuleError(Rule.BAD_JSON, "payload.json", "JSON nested too deeply") from exc

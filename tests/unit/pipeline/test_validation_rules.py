@@ -115,6 +115,7 @@ def test_timestamp_bounds_are_inclusive() -> None:
     (Rule.EMPTY_FIELD, "file.read", {"path": ""}),
     (Rule.EMPTY_FIELD, "agent.state.transition", {"from_state": "", "to_state": "x"}),
     (Rule.BAD_JSON, "mcp.call", {"name": "mcp.call", "json": "{not json"}),
+    (Rule.BAD_JSON, "other", {"name": "deep", "json": "[" * 100_000 + "]" * 100_000}),
 ])
 def test_payload_rules(rule: Rule, event_type: str, payload: dict[str, Any]) -> None:
     err = broken(rule, event(event_type, payload))
