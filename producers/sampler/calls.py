@@ -181,6 +181,13 @@ class CallTracker:
         self._announced[call.tool_use_id] = {a.domain for a in found}
         return found
 
+    def note_connection(self, tool_use_id: str, protocol: str, address: str) -> None:
+        """A connection seen in a call's tree: the call contacted it (no event of its own here,
+        the connection has one)."""
+        tracked = self.tracked.get(tool_use_id)
+        if tracked is not None and address not in {a.domain for a in tracked.accesses}:
+            tracked.accesses.append(domains.Access(protocol, address, "connection", ""))
+
     def drain_accesses(self) -> list[tuple[TrackedCall, domains.Access]]:
         out = [(t, a) for t in self.tracked.values() for a in t.fresh]
         for tracked in self.tracked.values():

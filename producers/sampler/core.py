@@ -308,6 +308,10 @@ class Sampler:
             return []
         ts_us = int(now * 1e6)
         names = {a.session_id: a.name for a in self.agents.values() if a.session_id}
-        return [events.connection(ev, names.get(ev.owner.session_id, self.config.agent_name),
-                                  ts_us)
-                for ev in self.net.observe(conns, owners, now)]
+        out = []
+        for ev in self.net.observe(conns, owners, now):
+            if ev.kind == "request" and ev.owner.tool_use_id:
+                self.calls.note_connection(ev.owner.tool_use_id, ev.protocol, ev.remote_ip)
+            out.append(events.connection(
+                ev, names.get(ev.owner.session_id, self.config.agent_name), ts_us))
+        return out

@@ -52,7 +52,8 @@ class Access:
     protocol: str
     domain: str
     via: str
-    """``url`` (named in the command), ``git_remote``, ``registry`` (implied), ``ssh``."""
+    """``url`` (named in the command), ``git_remote``, ``registry`` (implied), ``ssh``, or
+    ``connection`` (a TCP connection seen in the call's process tree)."""
     program: str
 
 
