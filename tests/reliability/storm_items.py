@@ -168,7 +168,8 @@ def raw_items(secrets: Secrets, rng: random.Random) -> list[RawItem]:
         RawItem("nul_bytes", serde.encode_event(event(
             "file.write", {"path": "/a\u0000b/" + secrets.github})), key, "any"),
         RawItem("deep_nesting_json", serde.encode_event(event(
-            "other", {"name": "deep", "json": "[" * depth + "]" * depth})), key, "any"),
+            "other", {"name": "deep", "json": "[" * depth + "]" * depth})), key, "dlq",
+            "rule_violation"),
         RawItem("no_key", good, None, "any"),
         RawItem("wrong_key", good, b"someone-else", "any"),
     ]

@@ -151,6 +151,8 @@ def test_bad_input_storm(pipeline: Pipeline) -> None:
             assert letter is not None, f"{item.kind} not dead-lettered"
         if letter is not None:
             assert letter["error_kind"] and letter["error_message"], item.kind
+            # "internal" means the worker hit an exception it did not expect: a bug.
+            assert letter["error_kind"] != "internal", (item.kind, letter["error_message"])
             if item.error_kind:
                 assert letter["error_kind"] == item.error_kind, (item.kind, letter["error_kind"])
 

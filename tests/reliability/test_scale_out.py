@@ -18,7 +18,7 @@ import pytest
 from reliability_harness import TOPIC_KINDS, Component, Pipeline, delete_topics, free_port, wait_until
 from reliability_support import assert_exact, drive, expected_per_session, topic_messages
 
-from pipeline.settings import REPO_ROOT, ClickHouseSettings, StackSettings
+from pipeline.settings import ClickHouseSettings, StackSettings
 from producers.simulator.run import generate
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.timeout(480)]
@@ -173,8 +173,3 @@ def test_three_workers_two_sinks_spread_evenly_and_count_exactly(scaled: Pipelin
     assert all(code == 0 for code in codes.values()), {
         n: (code, scaled.components[n].tail()) for n, code in codes.items() if code != 0}
 
-
-def test_module_uses_its_own_ports() -> None:
-    # Guard for the shared stack: this module must never touch 9092-9097.
-    assert not set(PORTS) & set(StackSettings().cluster_ports)
-    assert (REPO_ROOT / "deploy/local/kafka/server.properties.tmpl").is_file()
