@@ -106,8 +106,13 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def create_topics(self) -> None:
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "topics"], cwd=REPO, env=self.env,
-                       check=True, capture_output=True)
+        from pipeline.settings import KafkaSettings, TopicSettings
+        from pipeline.topics import ensure_topics, topic_specs
+
+        names = {n: f"{self.prefix}.{n}" for n in ("ingest", "events", "widgets", "patterns", "dlq")}
+        topics = TopicSettings(partitions=int(self.env["AGENTWATCH_TOPICS__PARTITIONS"]), **names)
+        ensure_topics(KafkaSettings(bootstrap_servers=BOOTSTRAP),
+                      [s for s in topic_specs(topics) if s.name in names.values()])
 
     def start(self) -> float:
         self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], cwd=REPO,
@@ -156,8 +161,8 @@ def summaries(reader: Consumer, serde: AvroSerde, timeout: float) -> list[tuple[
 
 
 def produce_all(events: list[tuple[str, bytes]], topic: str) -> None:
-    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20, "partitioner": "murmur2_random",
-                  "compression.type": "lz4"})
+    # No compression: aiokafka (under Faust) reads lz4 only with the optional lz4 package.
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20, "partitioner": "murmur2_random"})
     for sid, value in events:
         while True:
             try:
@@ -184,8 +189,8 @@ def throughput(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> di
             first = arrived if first is None else first
             done[sid] = max(done.get(sid, 0), n)
             last = arrived
-        if time.monotonic() - ready > 600:
-            raise SystemExit("throughput run did not finish in 10 minutes")
+        if time.monotonic() - ready > 600 or worker.proc is None or worker.proc.poll() is not None:
+            raise SystemExit("throughput run failed (worker exited or 10 minutes passed)")
     reader.close()
     assert first is not None
     n = per * args.sessions

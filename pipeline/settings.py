@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.redaction.config import RedactionSettings
 from pipeline.schemas import SerdeSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -368,10 +369,10 @@ class WidgetSettings(_Section):
     """At most one update per session and widget in this interval; also the most the dashboard lags."""
     flush_tick_ms: int = Field(default=25, ge=1)
     """How often the worker's timer sends coalesced updates that no new event pushed out."""
-    batch_max: int = Field(default=2000, ge=1)
-    """Most events folded between two state writes (changelog) and update flushes."""
-    batch_within_ms: int = Field(default=20, ge=1)
-    """Longest an incomplete batch waits for more events."""
+    checkpoint_interval_ms: int = Field(default=500, ge=1)
+    """Widget and pattern state is written to its changelog (and the events acked) this often."""
+    checkpoint_max_events: int = Field(default=20_000, ge=1)
+    """...or as soon as this many events wait for a checkpoint."""
 
 
 class PatternSettings(_Section):
@@ -582,6 +583,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     stack: StackSettings = StackSettings()
     serde: SerdeSettings = SerdeSettings()
+    redaction: RedactionSettings = RedactionSettings()
     log_level: str = "INFO"
     """Log level of every component."""
     log_format: Literal["json", "text"] = "json"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-RECENT_IDS = 128
-"""Duplicates from a producer's retry arrive close together; older ones are the sinks' problem."""
+RECENT_IDS = 32
+"""Re-sent duplicates (a producer's retry, a spool's re-send) arrive close together; older ones
+are the sinks' problem. Small: the list is part of every changelog write of the state."""
 
 
 def already_folded(state: dict[str, Any], partition: int, offset: int, event_id: str) -> bool:

@@ -10,7 +10,10 @@ Faust's own creation through aiokafka is unreliable against Kafka 4.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import orjson
 
 from pipeline.settings import Settings
 from pipeline.topics import TopicSpec, ensure_topics, topic_specs
@@ -31,11 +34,20 @@ def state_table(app: Any, name: str, partitions: int, help_: str) -> Any:
 
 
 class ChangelogStore:
-    """``processors.widgets.processor.StateStore`` over a Faust table."""
+    """``processors.widgets.processor.StateStore`` over a Faust table.
 
-    def __init__(self, table: Any) -> None:
+    Changelog records go straight to the plain producer (as Faust's own would, JSON key and
+    value) rather than through ``table.send_changelog``: its send-soon buffer publishes one record
+    at a time and, under exactly_once, through a transactional producer per record, which is
+    far slower than the state changes it has to carry. A checkpoint awaits these writes before
+    acking, so the changelog is never behind the committed offsets (ahead is what the replay
+    guard is for).
+    """
+
+    def __init__(self, table: Any, app: Any) -> None:
         self._table = table
-        self._futures: list[Any] = []
+        self._app = app
+        self._pending: list[tuple[str, int, bytes]] = []
 
     def get(self, key: str) -> dict[str, Any] | None:
         value: dict[str, Any] | None = self._table.data.get(key)
@@ -45,15 +57,32 @@ class ChangelogStore:
         self._table.data[key] = value
 
     def persist(self, key: str, partition: int) -> None:
-        self._futures.append(self._table.send_changelog(partition, key, self._table.data[key]))
+        # Serialised now: the checkpoint acks exactly the events folded into this snapshot.
+        self._pending.append((key, partition, orjson.dumps(self._table.data[key])))
 
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         return list(self._table.data.items())
 
-    def take_futures(self) -> list[Any]:
-        """Changelog writes sent since the last call; await them before acking the inputs."""
-        futures, self._futures = self._futures, []
+    async def write(self) -> list[Any]:
+        """Send the snapshots taken since the last call; returns their delivery futures."""
+        pending, self._pending = self._pending, []
+        topic = self._table.changelog_topic.get_topic_name()
+        futures = []
+        for key, partition, value in pending:
+            futures.append(await self._app.producer.send(
+                topic, json.dumps(key).encode(), value, partition, None, None))
         return futures
+
+
+def owned_partitions(app: Any, topic: str) -> set[int] | None:
+    """Partitions of ``topic`` assigned to this worker now; None while that is unknown."""
+    consumer = getattr(app, "_consumer", None)
+    if consumer is None:
+        return None
+    try:
+        return {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+    except Exception:  # not started yet or stopping: judge nothing
+        return None
 
 
 def aggregate_topic_specs(settings: Settings) -> list[TopicSpec]:

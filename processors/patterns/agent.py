@@ -19,15 +19,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pipeline.model import PATTERN_ALERT
 from pipeline.serde import AvroSerde, serde_from_settings
 from pipeline.settings import PatternSettings, Settings
+from processors.checkpoint import Checkpointer, before_wait_empty
 from processors.patterns.detectors import PatternConfig
 from processors.patterns.processor import PatternProcessor
-from processors.tables import PATTERN_TABLE, ChangelogStore, state_table
+from processors.tables import PATTERN_TABLE, ChangelogStore, owned_partitions, state_table
 from processors.topics import WorkerTopics
 
 log = logging.getLogger(__name__)
 
 AGENT_NAME = "agentwatch.patterns"
-_YIELD_EVERY = 512
+YIELD_EVERY = 128
 
 
 def pattern_config(s: PatternSettings) -> PatternConfig:
@@ -59,69 +60,78 @@ class PatternShell:
     patterns_topic: str
     processor: PatternProcessor
     store: ChangelogStore
+    checkpoints: Checkpointer
     metrics: PatternMetrics
 
-    def owned(self) -> set[int] | None:
-        consumer = getattr(self.app, "_consumer", None)
-        if consumer is None:
-            return None
-        try:
-            return {tp.partition for tp in consumer.assignment() if tp.topic == self.events_topic}
-        except Exception:
-            return None
-
-    async def send(self, alerts: list[dict[str, Any]]) -> list[Any]:
-        futures = []
+    async def send(self, alerts: list[dict[str, Any]]) -> None:
         for alert in alerts:
             # The plain producer, key = session_id, default (murmur2) partitioner; see
             # processors/widgets/agent.py for why not Topic.send.
-            futures.append(await self.app.producer.send(
+            self.checkpoints.output(await self.app.producer.send(
                 self.patterns_topic, alert["session_id"].encode(),
                 self.serde.encode(PATTERN_ALERT, alert), None, None, None))
             self.metrics.alerts.labels(alert["pattern"]).inc()
-        self.processor.persist(self.owned())
-        futures += self.store.take_futures()
+
+    async def checkpoint(self) -> None:
+        held, outputs = self.checkpoints.take()
+        self.processor.persist(owned_partitions(self.app, self.events_topic))
+        await asyncio.gather(*await self.store.write(), *outputs)
+        for stream, event in held:
+            await stream.ack(event)
         self.metrics.live.set(self.processor.live_sessions())
-        return futures
 
 
 def attach_pattern_agent(app: Any, topics: WorkerTopics, settings: Settings,
                          registry: CollectorRegistry) -> Any:
-    """Register the pattern table, agent and stall timer on ``app``; returns the agent."""
+    """Register the pattern table, agent, checkpoint and stall timers on ``app``; returns the agent."""
     conf = settings.patterns
     table = state_table(app, PATTERN_TABLE, settings.topics.partitions,
                         "Failure-pattern detector state per session (windows, replay guard).")
-    store = ChangelogStore(table)
+    store = ChangelogStore(table, app)
     shell = PatternShell(
         app=app, serde=serde_from_settings(settings), events_topic=settings.topics.events,
         patterns_topic=settings.topics.patterns,
         processor=PatternProcessor(store, pattern_config(conf), notifications=conf.notifications),
-        store=store, metrics=PatternMetrics(registry))
+        store=store,
+        checkpoints=Checkpointer(settings.widgets.checkpoint_interval_ms / 1000.0,
+                                 settings.widgets.checkpoint_max_events),
+        metrics=PatternMetrics(registry))
 
     async def patterns(stream: Any) -> None:
-        within = settings.widgets.batch_within_ms / 1000.0
-        async for batch in stream.take_events(settings.widgets.batch_max, within=within):
-            alerts: list[dict[str, Any]] = []
-            skipped_before = shell.processor.skipped
-            for i, event in enumerate(batch):
-                msg = event.message
-                alerts += shell.processor.fold(msg.partition, msg.offset, event.value)
-                if i % _YIELD_EVERY == _YIELD_EVERY - 1:
-                    await asyncio.sleep(0)
-            shell.metrics.skipped.inc(shell.processor.skipped - skipped_before)
-            await asyncio.gather(*await shell.send(alerts))
+        before_wait_empty(app.consumer, shell.checkpoint)
+        manual = stream.noack()
+        n = 0
+        async for event in manual.events():
+            msg = event.message
+            skipped = shell.processor.skipped
+            alerts = shell.processor.fold(msg.partition, msg.offset, event.value)
+            shell.metrics.skipped.inc(shell.processor.skipped - skipped)
+            shell.checkpoints.hold(manual, event)
+            if alerts:
+                await shell.send(alerts)
+            n += 1
+            if shell.checkpoints.held >= shell.checkpoints.max_held:
+                await shell.checkpoint()
+            elif n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+    async def tick() -> None:
+        if shell.checkpoints.due():
+            await shell.checkpoint()
 
     async def stalls() -> None:
-        alerts = shell.processor.check_stalls(shell.owned())
+        alerts = shell.processor.check_stalls(owned_partitions(app, settings.topics.events))
         if alerts:
             log.info("stalled sessions", extra={"sessions": [a["session_id"] for a in alerts]})
-        await asyncio.gather(*await shell.send(alerts))
+            await shell.send(alerts)
 
     async def recovered() -> None:
         n = shell.processor.resume(store.items())
         log.info("pattern state recovered", extra={"live_sessions": n})
 
     table.on_recover(recovered)
+    app.timer(interval=settings.widgets.flush_tick_ms / 1000.0,
+              name="agentwatch.patterns.checkpoint")(tick)
     app.timer(interval=conf.stall_check_interval_s, name="agentwatch.patterns.stalls")(stalls)
     return app.agent(topics.events, name=AGENT_NAME, concurrency=1,
                      supervisor_strategy=CrashingSupervisor)(patterns)

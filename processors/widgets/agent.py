@@ -1,11 +1,11 @@
 """The widgets agent: events -> per-session widget state (table) -> coalesced WidgetUpdates.
 
-A thin Faust shell around ``WidgetProcessor``: batches of events are folded synchronously, then
-the changed states go to the changelog and the due updates to the widgets topic; the batch is
-acked (so its offsets may be committed) only once all of those are acknowledged by Kafka. A timer
-sends updates that became due without a new event, which bounds the dashboard's lag by the
-coalescing interval plus one tick. Widget outputs are at-least-once whatever the worker's
-processing guarantee; the replay guard in the state makes reprocessing harmless.
+A thin Faust shell around ``WidgetProcessor``. Events are folded one by one (synchronously) and
+held unacked; a timer sends the updates that are due (which bounds the dashboard's lag by the
+coalescing interval plus one tick, even when no further event arrives) and takes checkpoints
+(processors/checkpoint.py): states to the changelog, then acks. Widget outputs are at-least-once
+whatever the worker's processing guarantee; the replay guard in the state makes reprocessing
+harmless and the sequence numbers make a client notice anything it missed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mode import CrashingSupervisor
@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pipeline.model import WIDGET_UPDATE
 from pipeline.serde import AvroSerde, serde_from_settings
 from pipeline.settings import Settings
-from processors.tables import WIDGET_TABLE, ChangelogStore, state_table
+from processors.checkpoint import Checkpointer, before_wait_empty
+from processors.tables import WIDGET_TABLE, ChangelogStore, owned_partitions, state_table
 from processors.topics import WorkerTopics
 from processors.widgets.coalesce import Coalescer
 from processors.widgets.processor import WidgetProcessor
@@ -30,7 +31,8 @@ from processors.widgets.processor import WidgetProcessor
 log = logging.getLogger(__name__)
 
 AGENT_NAME = "agentwatch.widgets"
-_YIELD_EVERY = 512
+YIELD_EVERY = 128
+"""Events folded between two yields to the loop, so the flush timer keeps its pace under load."""
 
 
 class WidgetMetrics:
@@ -44,8 +46,9 @@ class WidgetMetrics:
         self.pending = Gauge("agentwatch_widget_pending_updates",
                              "Widget updates waiting for their coalescing interval.",
                              registry=registry)
-        self.batch_seconds = Histogram(
-            "agentwatch_widget_batch_seconds", "Fold, persist and send one batch of events.",
+        self.checkpoint_seconds = Histogram(
+            "agentwatch_widget_checkpoint_seconds",
+            "Persist the touched states, confirm outputs, ack the events.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=registry)
 
 
@@ -57,33 +60,41 @@ class WidgetShell:
     widgets_topic: str
     processor: WidgetProcessor
     store: ChangelogStore
+    checkpoints: Checkpointer
     metrics: WidgetMetrics
-    lock: asyncio.Lock
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def owned(self) -> set[int] | None:
-        consumer = getattr(self.app, "_consumer", None)
-        if consumer is None:
-            return None
-        try:
-            return {tp.partition for tp in consumer.assignment() if tp.topic == self.events_topic}
-        except Exception:  # consumer not started or stopping: judge nothing
-            return None
+    def fold(self, stream: Any, event: Any) -> None:
+        msg = event.message
+        if self.processor.fold(msg.partition, msg.offset, event.value):
+            self.metrics.events.inc()
+        else:
+            self.metrics.skipped.inc()
+        self.checkpoints.hold(stream, event)
 
-    async def flush(self) -> list[Any]:
-        """Persist changed states and send due updates; returns the futures to await."""
+    async def send_due(self) -> None:
+        # Straight to the plain producer: Faust's Topic.send would attach the message to the
+        # current event, and under exactly_once re-partition it by key (processors/delivery.py);
+        # the partition is ours to choose, per session. The lock keeps a session's updates in
+        # sequence order.
         async with self.lock:
-            outgoing = self.processor.flush(self.owned())
-            futures = self.store.take_futures()
-            for out in outgoing:
-                # Straight to the plain producer: Faust's Topic.send would attach the message to
-                # the current event, and under exactly_once re-partition it by key (see
-                # processors/delivery.py); the partition is ours to choose (per session).
-                futures.append(await self.app.producer.send(
+            for out in self.processor.flush(owned_partitions(self.app, self.events_topic)):
+                self.checkpoints.output(await self.app.producer.send(
                     self.widgets_topic, out.key, self.serde.encode(WIDGET_UPDATE, out.value),
                     out.partition, None, None))
                 self.metrics.updates.labels(out.value["widget"]).inc()
             self.metrics.pending.set(self.processor.coalescer.pending())
-            return futures
+
+    async def checkpoint(self) -> None:
+        started = time.perf_counter()
+        async with self.lock:
+            held, outputs = self.checkpoints.take()
+            self.processor.persist(owned_partitions(self.app, self.events_topic))
+            writes = await self.store.write()
+        await asyncio.gather(*writes, *outputs)
+        for stream, event in held:
+            await stream.ack(event)
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
 
 def attach_widget_agent(app: Any, topics: WorkerTopics, settings: Settings,
@@ -92,32 +103,33 @@ def attach_widget_agent(app: Any, topics: WorkerTopics, settings: Settings,
     conf = settings.widgets
     table = state_table(app, WIDGET_TABLE, settings.topics.partitions,
                         "Widget state per session (reducer state, sequence, replay guard).")
-    store = ChangelogStore(table)
+    store = ChangelogStore(table, app)
     shell = WidgetShell(
         app=app, serde=serde_from_settings(settings), events_topic=settings.topics.events,
         widgets_topic=settings.topics.widgets,
         processor=WidgetProcessor(store, Coalescer(conf.coalesce_interval_ms / 1000.0),
                                   settings.topics.partitions),
-        store=store, metrics=WidgetMetrics(registry), lock=asyncio.Lock())
+        store=store,
+        checkpoints=Checkpointer(conf.checkpoint_interval_ms / 1000.0, conf.checkpoint_max_events),
+        metrics=WidgetMetrics(registry))
 
     async def widgets(stream: Any) -> None:
-        within = conf.batch_within_ms / 1000.0
-        async for batch in stream.take_events(conf.batch_max, within=within):
-            started = time.perf_counter()
-            folded = 0
-            for i, event in enumerate(batch):
-                msg = event.message
-                folded += shell.processor.fold(msg.partition, msg.offset, event.value)
-                if i % _YIELD_EVERY == _YIELD_EVERY - 1:
-                    await asyncio.sleep(0)
-            shell.metrics.events.inc(folded)
-            shell.metrics.skipped.inc(len(batch) - folded)
-            # Acked (and so committable) when this returns: after Kafka has the state and updates.
-            await asyncio.gather(*await shell.flush())
-            shell.metrics.batch_seconds.observe(time.perf_counter() - started)
+        before_wait_empty(app.consumer, shell.checkpoint)
+        manual = stream.noack()
+        n = 0
+        async for event in manual.events():
+            shell.fold(manual, event)
+            n += 1
+            if shell.checkpoints.held >= shell.checkpoints.max_held:
+                await shell.send_due()
+                await shell.checkpoint()
+            elif n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
 
     async def tick() -> None:
-        await asyncio.gather(*await shell.flush())
+        await shell.send_due()
+        if shell.checkpoints.due():
+            await shell.checkpoint()
 
     async def recovered() -> None:
         n = shell.processor.resume(store.items())

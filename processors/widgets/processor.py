@@ -12,12 +12,13 @@ and the replay guard's ``pos``/``recent`` (processors.idempotence).
 
 from __future__ import annotations
 
-import json
 import uuid
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import orjson
 
 from processors.idempotence import already_folded, remember
 from processors.widgets.coalesce import Coalescer
@@ -100,11 +101,9 @@ class WidgetProcessor:
         return n
 
     def flush(self, owned: set[int] | None = None) -> list[Outgoing]:
-        """Persist every state changed since the last flush and return the updates due now.
+        """The updates due now, in order (sequence numbers taken); ``persist`` writes the states.
 
         ``owned``: events partitions this worker still owns; keys of other sessions are dropped.
-        The caller sends the updates in order, and both the changelog writes and the updates
-        must be flushed before the source offsets are committed (Faust does so).
         """
         out: list[Outgoing] = []
         for sid, widget in self.coalescer.due():
@@ -124,14 +123,18 @@ class WidgetProcessor:
                 partition=widget_partition(sid, self.widget_partitions),
                 value={
                     "session_id": sid, "widget": widget,
-                    "data_json": json.dumps(render(st["w"], widget), separators=(",", ":")),
+                    "data_json": orjson.dumps(render(st["w"], widget)).decode(),
                     "version": st["seq"],
                     "timestamp": last["timestamp"] if last else 0,
                     "agent": st["agent"],
                 }))
             self._touched[sid] = st["part"]
+        return out
+
+    def persist(self, owned: set[int] | None = None) -> int:
+        """Write every state changed since the last call (folded events, taken sequence numbers)."""
         touched, self._touched = self._touched, {}
         for sid, partition in touched.items():
             if owned is None or partition in owned:
                 self.store.persist(sid, partition)
-        return out
+        return len(touched)

@@ -106,7 +106,8 @@ def test_replayed_events_after_a_crash_do_not_double_count() -> None:
     events = writes(50)
     for offset, e in enumerate(events[:30]):
         p.fold(0, offset, e)
-    p.flush()  # state as of offset 29 reaches the changelog; say offsets committed only to 10
+    p.flush()
+    p.persist()  # state as of offset 29 reaches the changelog; say offsets committed only to 10
     restarted = proc(store.recovered(), clock, boot="b2")
     for offset, e in enumerate(events[10:], start=10):
         restarted.fold(0, offset, e)
@@ -131,9 +132,11 @@ def test_sequence_survives_restart_with_a_gap_and_pending_widgets_are_resent() -
     for offset, e in enumerate(writes(3)):
         p.fold(0, offset, e)
     first = p.flush()
+    p.persist()
     assert max(o.value["version"] for o in first) == 4
     p.fold(0, 3, ev("llm.request", {"model": "m", "cost_usd": 0.5}, 1))
     p.flush()  # cost sent (leading edge); summary/timeline wait: their interval has not passed
+    p.persist()
     assert set(store.data["s-1"]["pending"]) == {"session_summary", "agent_timeline"}
     # Crash: the pending widgets were persisted, the new process sends them.
     restarted = proc(store.recovered(), Clock(), boot="b2")
@@ -150,6 +153,7 @@ def test_sessions_of_partitions_no_longer_owned_are_dropped() -> None:
     p.fold(0, 0, writes(1, "a")[0])
     p.fold(1, 0, writes(1, "b")[0])
     out = p.flush(owned={1})
+    p.persist(owned={1})
     assert {o.value["session_id"] for o in out} == {"b"}
     assert set(store.persisted) == {"b"}
 
