@@ -203,8 +203,11 @@ def apply(state: State, event: Event) -> set[str]:
             state["counts"]["commands"] += 1
         cpu = (body.get("cpu_user_ms") or 0) + (body.get("cpu_system_ms") or 0)
         state["cost"]["cpu_ms"] += cpu
+        if cpu:
+            changed.add("cost")
         if body.get("peak_memory_mib") and body.get("duration_ms"):
             state["cost"]["mem_mib_ms"] += body["peak_memory_mib"] * body["duration_ms"]
+            changed.add("cost")
         if body.get("exit_code") == 0:
             _resolve_errors(state, f"cmd:{body.get('binary')}")
 

@@ -38,7 +38,10 @@ def run_pair(minute: float, tool_use_id: str, peak: float) -> list[dict[str, Any
 
 
 def test_a_run_with_its_resources_is_one_command_whose_cost_counts_once() -> None:
-    state = replay(run_pair(0, "toolu_1", 256.0))
+    executed, resources = run_pair(0, "toolu_1", 256.0)
+    state = new_state("s-1")
+    assert "cost" not in apply(state, executed)  # no resource figures in the hook's event
+    assert "cost" in apply(state, resources)  # the estimate moved: the widget is re-sent
     assert render(state, "session_summary")["counts"]["commands"] == 1
     assert state["cost"]["cpu_ms"] == 1800
     assert state["cost"]["mem_mib_ms"] == 256.0 * 2000
