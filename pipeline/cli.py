@@ -66,6 +66,13 @@ COMMANDS: dict[str, CommandRef] = {
                           "serve the web dashboard, its WebSocket feed and the REST API"),
     "token": CommandRef("consumers.gateway.token_cmd",
                         "mint a dashboard/API token (JWT) for local use"),
+    "export": CommandRef("consumers.privacy.commands",
+                         "export everything about a user (or session) as JSONL/CSV + manifest"),
+    "delete": CommandRef("consumers.privacy.commands",
+                         "erase a user's or a session's telemetry everywhere, then verify"),
+    "privacy set": CommandRef("consumers.privacy.commands",
+                              "set a user's telemetry consent (enabled/disabled/minimal), retention"),
+    "privacy show": CommandRef("consumers.privacy.commands", "show a user's privacy settings"),
 }
 
 

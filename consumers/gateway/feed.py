@@ -161,7 +161,12 @@ class WidgetFeed:
 
     def _apply(self, msg: Any) -> None:
         if msg.value is None:
-            return  # a tombstone: nothing to show (the worker never deletes, but be safe)
+            # A tombstone: the session's telemetry was erased (consumers/privacy/erase.py).
+            if msg.topic == self.widgets_topic and msg.key:
+                session_id, _, widget = bytes(msg.key).decode("utf-8", "replace").rpartition("/")
+                if session_id and self.store.remove_widget(session_id, widget):
+                    self.metrics.sessions.set(len(self.store.sessions))
+            return
         try:
             name, record = self.serde.decode(msg.value)
         except DecodeError as exc:

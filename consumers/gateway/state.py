@@ -179,6 +179,20 @@ class WidgetStore:
         self._emit(change)
         return change
 
+    def remove_widget(self, session_id: str, widget: str) -> bool:
+        """Apply a tombstone (an erasure): forget the widget, and the session once no widget
+        of the worker's is left. Returns whether anything was held."""
+        session = self.sessions.get(session_id)
+        if session is None or session.widgets.pop(widget, None) is None:
+            return False
+        if not any(name != PATTERN_WIDGET for name in session.widgets):
+            del self.sessions[session_id]
+        return True
+
+    def forget_session(self, session_id: str) -> bool:
+        """Drop everything held for a session (its telemetry was erased)."""
+        return self.sessions.pop(session_id, None) is not None
+
     def _emit(self, change: Change) -> None:
         for listener in self.listeners:
             listener(change)

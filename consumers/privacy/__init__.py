@@ -1,0 +1,1 @@
+"""Privacy controls: per-user export and erasure across ClickHouse, the archive and Kafka state."""
