@@ -30,8 +30,8 @@ def long_session(sid: str) -> list[dict[str, Any]]:
 @pytest.fixture(params=["exactly_once", "at_least_once"])
 def worker(request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerRun]:
     env = {"AGENTWATCH_WORKER__PROCESSING_GUARANTEE": request.param,
-           # Small batches: the kill lands between many of them.
-           "AGENTWATCH_WIDGETS__BATCH_MAX": "20"}
+           # Frequent checkpoints: the kill lands between many of them.
+           "AGENTWATCH_WIDGETS__CHECKPOINT_INTERVAL_MS": "100"}
     with worker_run(kafka_bootstrap, tmp_path, extra_env=env) as run:
         yield run
 
