@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from consumers.gateway import rest, ws
+from consumers.gateway import privacy_api, rest, ws
 from consumers.gateway.audit import AuditLog
 from consumers.gateway.auth import Authenticator, resolve_secret
 from consumers.gateway.chpool import ClickHousePool
@@ -58,6 +58,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/api/queries", rest.list_queries)
     r.add_get("/api/queries/{name}", rest.run_query)
     r.add_get("/api/audit", rest.audit_log)
+    privacy_api.add_routes(r)
     add_static_routes(app)
 
 

@@ -28,6 +28,7 @@ class AuditAction(StrEnum):
     ACCESSED = "telemetry.accessed"
     EXPORTED = "telemetry.exported"
     DELETED = "telemetry.deleted"
+    PRIVACY_UPDATED = "privacy.updated"
 
 
 COLUMNS = ("at", "at_us", "action", "access_type", "user_id", "role", "session_id", "resource",
