@@ -66,6 +66,8 @@ COMMANDS: dict[str, CommandRef] = {
                           "serve the web dashboard, its WebSocket feed and the REST API"),
     "token": CommandRef("consumers.gateway.token_cmd",
                         "mint a dashboard/API token (JWT) for local use"),
+    "bench all": CommandRef("pipeline.bench_cmd",
+                            "run every bench/ script several times; write docs/benchmarks.md figures"),
     "export": CommandRef("consumers.privacy.commands",
                          "export everything about a user (or session) as JSONL/CSV + manifest"),
     "delete": CommandRef("consumers.privacy.commands",
