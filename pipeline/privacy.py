@@ -145,7 +145,8 @@ class ConsentStore:
         from clickhouse_driver.errors import ServerException
 
         try:
-            return list(self.conn.execute(sql, params))
+            result = self.conn.execute(sql, params)
+            return list(result) if isinstance(result, list) else []  # an INSERT answers a count
         except ServerException as exc:
             raise QueryError(f"ClickHouse refused a consent statement: {exc}") from exc
         except (ClickHouseError, OSError, EOFError) as exc:
