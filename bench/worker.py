@@ -1,7 +1,7 @@
 """End-to-end throughput of `agentwatch worker`: ingest -> validate/redact/enrich -> events.
 
 Run: .venv/bin/python bench/worker.py [--events N] [--partitions P] [--text-bytes B]
-     [--guarantee exactly_once|at_least_once] [--batch-max M] [--in-process]
+     [--guarantee exactly_once|at_least_once] [--batch-max M] [--in-process] [--redact-only]
 
 Needs the local stack's Kafka (`agentwatch up`). Fills a fresh ingest topic with N Claude
 Code-like events (bench/redact.py's generator: ~B characters of ordinary session text per event,
@@ -31,6 +31,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -44,6 +45,17 @@ from redact import make_events
 
 REPO = Path(__file__).resolve().parent.parent
 
+REDACT_ONLY = """
+import argparse, sys
+import processors.http as http, processors.patterns.agent as p, processors.widgets.agent as w
+w.attach_widget_agent = p.attach_pattern_agent = lambda *a, **k: None
+check = http.health_check
+http.health_check = lambda app, agents, *a, **k: check(app, [x for x in agents if x], *a, **k)
+import processors.worker as worker
+sys.exit(worker.run(argparse.Namespace(no_create_topics=False)))
+"""
+"""`agentwatch worker` with the widgets and patterns agents left out: the first stage alone."""
+
 
 def build_messages(n: int, text_bytes: int, seed: int) -> tuple[list[tuple[bytes, bytes]], int]:
     """(key, value) pairs and how many of them are good events.
@@ -51,23 +63,30 @@ def build_messages(n: int, text_bytes: int, seed: int) -> tuple[list[tuple[bytes
     A few generated events are invalid on purpose of the generator (a planted secret with raw
     quotes inside OtherEvent's JSON string): they count as expected dead letters.
     """
-    from pipeline.errors import ValidationError
-    from pipeline.validation import validate_event
+    from processors.validate import CleanEvent
 
     serde = AvroSerde()
     rng = random.Random(seed)
     out: list[tuple[bytes, bytes]] = []
-    good = 0
     for ev in make_events(n, text_bytes, 0.02, seed=seed):
         out.append((ev["session_id"].encode(), serde.encode_event(ev)))
-        try:
-            validate_event(ev)
-            good += 1
-        except ValidationError:
-            pass
         if rng.random() < 0.01:
             out.append((b"garbage", bytes(rng.randrange(256) for _ in range(rng.randrange(8, 200)))))
+    # What the worker must produce is what its pure function says, message by message.
+    processor, meta = _processor()
+    good = sum(isinstance(processor.process(v, meta), CleanEvent) for _, v in out)
     return out, good
+
+
+def _processor() -> tuple[Any, Any]:
+    from pipeline.redaction import Redactor, redact_raw
+    from processors.deadletters import SourceMeta
+    from processors.validate import EventProcessor
+
+    redactor = Redactor()
+    processor = EventProcessor(AvroSerde(), redactor,
+                               functools.partial(redact_raw, redactor=redactor))
+    return processor, SourceMeta("ingest", 0, 0, None)
 
 
 def fill(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
@@ -141,8 +160,9 @@ def run_worker(args: argparse.Namespace, bootstrap: str, topics: dict[str, str],
            "AGENTWATCH_STACK__DIR": str(workdir),
            "AGENTWATCH_LOG_LEVEL": "WARNING"}
     log = (workdir / "worker.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env, cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-c", REDACT_ONLY] if args.redact_only else \
+        [sys.executable, "-m", "pipeline.cli", "worker"]
+    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     ps = psutil.Process(proc.pid)
     try:
         deadline = time.monotonic() + 60
@@ -166,13 +186,7 @@ def run_worker(args: argparse.Namespace, bootstrap: str, topics: dict[str, str],
 
 def in_process(messages: list[tuple[bytes, bytes]]) -> float:
     """Messages per CPU-second of EventProcessor.process alone (best of 3)."""
-    from pipeline.redaction import Redactor, redact_raw
-    from processors.deadletters import SourceMeta
-    from processors.validate import EventProcessor
-
-    redactor = Redactor()
-    proc = EventProcessor(AvroSerde(), redactor, functools.partial(redact_raw, redactor=redactor))
-    meta = SourceMeta("ingest", 0, 0, None)
+    proc, meta = _processor()
     best = 0.0
     for _ in range(3):
         start = time.process_time()
@@ -191,6 +205,8 @@ def main() -> None:
                         default="exactly_once")
     parser.add_argument("--batch-max", type=int, default=2000)
     parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--redact-only", action="store_true",
+                        help="leave the widgets and patterns agents out of the worker")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
 
@@ -208,6 +224,7 @@ def main() -> None:
         fill(bootstrap, topics["ingest"], messages)
         print(f"{len(messages)} messages ({good} valid events, {len(messages) - good} to dead-letter), "
               f"mean {size:.0f} B, {args.partitions} partitions, {args.guarantee}, "
+              f"{'redact stage only' if args.redact_only else 'whole worker'}, "
               f"batch_max {args.batch_max}; load average {os.getloadavg()[0]:.1f}")
         workdir = Path(tempfile.mkdtemp(prefix="agentwatch-bench-worker-"))
         res = run_worker(args, bootstrap, topics, app_id, len(messages), workdir)
