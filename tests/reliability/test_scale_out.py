@@ -137,7 +137,9 @@ def _worker_spread(line: Pipeline) -> list[int | None]:
 
 def _sink_spread(line: Pipeline) -> list[int]:
     events = line.topics["events"]
-    return [sum(1 for p in c.health().get("assigned", []) if p.startswith(f"{events}["))
+    # The ClickHouse sink reports one loader per topic (events, patterns, dead letters).
+    return [sum(1 for loader in c.health().get("loaders", {}).values()
+                for p in loader.get("assigned", []) if p.startswith(f"{events}["))
             for n, c in line.components.items() if n.startswith("clickhouse_sink")]
 
 
