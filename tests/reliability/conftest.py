@@ -73,9 +73,16 @@ def pipeline_env(
 
 
 @pytest.fixture
+def component_env() -> dict[str, dict[str, str]]:
+    """Per-component environment overrides (component name -> variables); a test module
+    overrides this fixture to point one component somewhere else (a proxy, an S3 bucket)."""
+    return {}
+
+
+@pytest.fixture
 def pipeline(
-    pipeline_env: tuple[str, dict[str, str]], kafka_bootstrap: str, clickhouse: ClickHouseSettings,
-    clickhouse_db: str, tmp_path: Path,
+    pipeline_env: tuple[str, dict[str, str]], component_env: dict[str, dict[str, str]],
+    kafka_bootstrap: str, clickhouse: ClickHouseSettings, clickhouse_db: str, tmp_path: Path,
 ) -> Iterator[Pipeline]:
     """The four components started in data-flow order (consumers first, so nothing waits)."""
     prefix, env = pipeline_env
@@ -85,7 +92,8 @@ def pipeline(
         "archive_sink": (["sink", "archive"], "AGENTWATCH_ARCHIVE_SINK_HTTP__PORT"),
         "collector": (["collector"], "AGENTWATCH_COLLECTOR__PORT"),
     }
-    components = {name: Component(name, args, int(env[port]), env, tmp_path / f"{name}.log")
+    components = {name: Component(name, args, int(env[port]), {**env, **component_env.get(name, {})},
+                                  tmp_path / f"{name}.log")
                   for name, (args, port) in specs.items()}
     line = Pipeline(
         prefix=prefix,
