@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from collector_support import collector_settings, consume, running_collector
 
+from pipeline.privacy import default_user_id, stamp
 from pipeline.settings import REPO_ROOT
 from pipeline.validation import validate_event
 from producers.collector.hooks import HookContext, HookState, map_hook
@@ -42,6 +43,8 @@ async def test_every_hook_type_reaches_the_ingest_topic(
     state = HookState()
     for payload in CASES.values():
         expected += map_hook(payload, HookContext(received_us=0), state)
+    # The collector attributes every event to its configured user (the OS user by default).
+    stamp(expected, default_user_id())
 
     settings = collector_settings(tmp_path, kafka_bootstrap, topic)
     async with running_collector(settings) as collector, aiohttp.ClientSession() as http:
