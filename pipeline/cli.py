@@ -42,6 +42,8 @@ COMMANDS: dict[str, CommandRef] = {
                          "run the stream processor (validate, redact, enrich ingest -> events)"),
     "alerts": CommandRef("consumers.alerting.main",
                          "deliver pattern alerts to the terminal, a webhook and email digests"),
+    "logs": CommandRef("consumers.logger.main",
+                       "print events as `[time] LEVEL [agent] message` lines (--follow, --session)"),
     "import": CommandRef("producers.transcripts.command",
                          "backfill sessions from Claude Code transcript JSONL files"),
     "emit": CommandRef("pipeline.emit_cmd", "publish one custom event (the SDK from a shell)"),
