@@ -126,6 +126,14 @@ class Pipeline:
     workdir: Path
     env: dict[str, str]
     components: dict[str, Component]
+    sync_archive: Callable[[], None] | None = None
+    """Brings ``archive_dir`` up to date when the archive lives elsewhere (an S3 bucket)."""
+
+    def archive_root(self) -> Path:
+        """The archive as a folder, freshly synced if it is a mirror."""
+        if self.sync_archive is not None:
+            self.sync_archive()
+        return self.archive_dir
 
     @property
     def collector_url(self) -> str:

@@ -178,7 +178,7 @@ SETTLE_TIMEOUT_S = 120.0
 
 def settled(line: Pipeline, expected: dict[str, int]) -> bool:
     in_ch = ch_event_ids(line)
-    view = read_archive(line.archive_dir)
+    view = read_archive(line.archive_root())
     return all(len(set(in_ch.get(s, ()))) == n and len(set(view.recordings.get(s, ()))) == n
                for s, n in expected.items())
 
@@ -189,7 +189,7 @@ def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool
     wait_until(lambda: settled(line, expected), SETTLE_TIMEOUT_S,
                "ClickHouse and the archive to hold every expected event")
     in_ch = ch_event_ids(line)
-    view: ArchiveView = read_archive(line.archive_dir)
+    view: ArchiveView = read_archive(line.archive_root())
     if all_sessions:
         assert set(in_ch) == set(expected), "sessions in ClickHouse differ from the simulated ones"
     for session, n in expected.items():
@@ -226,7 +226,7 @@ def downstream_places(line: Pipeline, *, include_ingest: bool = False) -> dict[s
             places[f"kafka:{topic}:{msg.partition()}:{msg.offset()}"] = (
                 (msg.key() or b"") + b"\0" + (msg.value() or b""))
     places.update({f"clickhouse:{t}": data for t, data in ch_dump(line).items()})
-    places.update({f"archive:{k}": data for k, data in archive_files(line.archive_dir).items()})
+    places.update({f"archive:{k}": data for k, data in archive_files(line.archive_root()).items()})
     places.update({f"log:{p.name}": p.read_bytes() for p in line.logs()})
     return places
 
