@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pipeline import model
 from pipeline.errors import AgentwatchError, ItemError
+from pipeline.privacy import Telemetry
 from producers import inbox
 from producers.collector import hooks, otlp, tools
 from producers.collector.consent import ConsentGate
@@ -93,7 +94,7 @@ class Intake:
     # -- hooks -----------------------------------------------------------------------------
 
     def hook_events(self, body: bytes, ctx: HookContext) -> list[dict[str, Any]]:
-        return self._map_hook(self._hook_payload(body), ctx)
+        return self._map_hook(self._hook_payload(body), ctx, self.state)
 
     @staticmethod
     def _hook_payload(body: bytes) -> Any:
@@ -103,9 +104,9 @@ class Intake:
             raise RequestRejectedError(
                 400, "invalid_json", f"body is not JSON: {type(exc).__name__}") from None
 
-    def _map_hook(self, payload: Any, ctx: HookContext) -> list[dict[str, Any]]:
+    def _map_hook(self, payload: Any, ctx: HookContext, state: HookState) -> list[dict[str, Any]]:
         try:
-            return hooks.map_hook(payload, ctx, self.state)
+            return hooks.map_hook(payload, ctx, state)
         except hooks.HookPayloadError as exc:
             raise RequestRejectedError(400, "not_a_hook", str(exc)) from None
         except Exception as exc:  # a mapping bug must not lose the hook: carry it as `other`
@@ -122,14 +123,22 @@ class Intake:
         """Map and spool one hook; ``RequestRejectedError`` says why not. Returns the number of
         events spooled (0 when the user opted out)."""
         payload = self._hook_payload(body)
-        events = self._map_hook(payload, ctx)
-        if self.gate is not None:
+        if self.gate is None:
+            events = self._map_hook(payload, ctx, self.state)
+        else:
             claimed = payload.get("user_id") if isinstance(payload, dict) else None
-            events = self.gate.admit(events, self.gate.user_for(user_header, claimed))
-            if not events:
+            user = self.gate.user_for(user_header, claimed)
+            mode = self.gate.mode(user)
+            if mode is Telemetry.DISABLED:
+                # Not even mapped: no tool call of an opted-out user is held in memory (an
+                # unfinished one would be published on expiry).
                 self.gate.dropped_requests.labels("/hooks").inc()
                 return 0
-        self.publish(events)
+            # Minimal: a scratch state, for the same reason (held calls are never kept anyway).
+            state = self.state if mode is Telemetry.ENABLED else HookState()
+            events = self.gate.admit(self._map_hook(payload, ctx, state), user)
+        if events:
+            self.publish(events)
         return len(events)
 
     # -- OTLP ------------------------------------------------------------------------------
