@@ -1,0 +1,69 @@
+"""`agentwatch privacy set|show`, `export --user` and `delete --session` against real services."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from consumers.archive.layout import segment_key
+from consumers.archive.targets import FileTarget
+from consumers.clickhouse.rows import EVENT_COLUMNS, event_row
+from pipeline.cli import main
+from pipeline.migrations import apply_migrations, client
+from pipeline.model import new_event
+from pipeline.settings import ClickHouseSettings
+
+pytestmark = pytest.mark.integration
+
+
+def test_cli_consent_export_and_session_erasure(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        kafka_bootstrap: str, kafka_topic: Callable[..., str], clickhouse: ClickHouseSettings,
+        clickhouse_db: str, unique_name: Callable[[str], str]) -> None:
+    apply_migrations(clickhouse, clickhouse_db)
+    conn = client(clickhouse, clickhouse_db)
+    s1, s2 = unique_name("s1"), unique_name("s2")
+    events = [new_event("notification", sid, {"message": f"m{i}"}, metadata={"user_id": "dana"})
+              for sid in (s1, s2) for i in range(3)]
+    conn.execute(f"INSERT INTO telemetry_events ({', '.join(EVENT_COLUMNS)}) VALUES",
+                 [event_row(e, "agent.telemetry.events", 0, i) for i, e in enumerate(events)])
+    target = FileTarget(tmp_path / "archive")
+    target.put(segment_key(s1, 0, 0), b"x")
+    target.put(segment_key(s2, 0, 0), b"y")
+    for key, value in {"KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+                       "CLICKHOUSE__DATABASE": clickhouse_db,
+                       "ARCHIVE__TARGET": target.describe(),
+                       "TOPICS__WIDGETS": kafka_topic("cli.widgets", partitions=1),
+                       "WORKER__APP_ID": unique_name("cliworker")}.items():
+        monkeypatch.setenv(f"AGENTWATCH_{key}", value)
+    try:
+        assert main(["privacy", "set", "--user", "dana", "--telemetry", "minimal",
+                     "--actor", "ops"]) == 0
+        assert main(["privacy", "show", "--user", "dana"]) == 0
+        shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert shown["telemetry"] == "minimal" and shown["updated_by"] == "ops"
+
+        out = tmp_path / "export"
+        assert main(["export", "--user", "dana", "--out", str(out), "--actor", "ops"]) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["counts"]["event"] == 6 and manifest["sessions"] == sorted([s1, s2])
+        assert manifest["counts"]["privacy_setting"] == 1
+        lines = (out / "export.jsonl").read_bytes()
+        assert hashlib.sha256(lines).hexdigest() == manifest["sha256"]
+
+        assert main(["delete", "--session", s1, "--yes", "--actor", "ops"]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["verified"] and summary["archive_objects"] == 1
+        assert summary["clickhouse_rows"]["telemetry_events"] == 3
+        left = conn.execute("SELECT session_id, count() FROM telemetry_events GROUP BY session_id")
+        assert dict(left) == {s2: 3}
+        assert target.list_keys("") == [segment_key(s2, 0, 0)]
+        audit = [r[0] for r in conn.execute(
+            "SELECT action FROM audit_log WHERE user_id = 'ops' ORDER BY at_us")]
+        assert audit == ["privacy.updated", "telemetry.exported", "telemetry.deleted"]
+    finally:
+        conn.disconnect()
