@@ -77,7 +77,7 @@ def _create_topics(settings: Any) -> None:
 
 def build_worker(settings: Any) -> tuple[Any, Any]:
     """The Faust worker (app + agents + HTTP endpoint) for ``settings``; not started."""
-    from pipeline.redaction import RedactionSettings, Redactor, redact_raw
+    from pipeline.redaction import Redactor, redact_raw
     from pipeline.serde import serde_from_settings
     from processors.app import create_app
     from processors.delivery import CommitGate
@@ -89,7 +89,7 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
 
     conf = settings.worker
     serde = serde_from_settings(settings)
-    redactor = Redactor(getattr(settings, "redaction", None) or RedactionSettings())
+    redactor = Redactor(settings.redaction)
     processor = EventProcessor(
         serde,
         redactor,

@@ -204,3 +204,22 @@ async def test_send_many_refuses_a_partition_it_has_no_transaction_for() -> None
     app.producer._transaction_producers = {}
     with pytest.raises(ProducerSendError):
         await OutputRouter(app).send_many([Output("events", b"k", b"v", TP("ingest", 1))])
+
+
+def test_worker_is_built_from_settings_without_touching_kafka(tmp_path: Any) -> None:
+    from pipeline.settings import load_settings
+    from processors.redact_agent import AGENT_NAME
+    from processors.worker import build_worker
+
+    settings = load_settings(
+        worker={"app_id": "unit-worker", "processing_guarantee": "at_least_once",
+                "max_event_bytes": 2 * 1024 * 1024, "commit_interval_ms": 250},
+        stack={"dir": str(tmp_path)},
+    )
+    _worker, app = build_worker(settings)
+    assert app.conf.id == "unit-worker"
+    assert str(app.conf.processing_guarantee.value) == "at_least_once"
+    assert app.conf.broker_commit_interval == 0.25
+    assert app.conf.producer_max_request_size > 2 * 1024 * 1024
+    assert AGENT_NAME in app.agents
+    assert app.agents[AGENT_NAME].concurrency == 1
