@@ -39,14 +39,16 @@ MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
 class HookConfig:
-    __slots__ = ("hook_log", "host", "inbox_dir", "port", "timeout_s")
+    __slots__ = ("hook_log", "host", "inbox_dir", "port", "timeout_s", "user_id")
 
-    def __init__(self, host: str, port: int, timeout_s: float, inbox_dir: str, hook_log: str) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float, inbox_dir: str, hook_log: str,
+                 *, user_id: str = "") -> None:
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
         self.inbox_dir = inbox_dir
         self.hook_log = hook_log
+        self.user_id = user_id  # privacy.user_id: sent as the hook's user_id (see with_user)
 
 
 def _toml_sections(environ: dict[str, str]) -> dict[str, dict[str, object]]:
@@ -84,7 +86,23 @@ def load_config(environ: dict[str, str] | None = None) -> HookConfig:
                         or DEFAULTS["hook_timeout_s"]),
         inbox_dir=os.path.expanduser(inbox_dir),
         hook_log=os.path.expanduser(hook_log),
+        user_id=get("privacy", "user_id", "") or "",
     )
+
+
+def with_user(body: bytes, user_id: str) -> bytes:
+    """The hook object with a leading ``"user_id"`` member, spliced in without a JSON parse (this
+    runs on every tool call). A ``user_id`` the body already has comes later and wins. Ids that
+    are not printable, and bodies that are not a JSON object, are left alone."""
+    if not user_id or not user_id.isprintable() or len(user_id) > 256:
+        return body
+    start = body.lstrip()
+    if not start.startswith(b"{"):
+        return body
+    quoted = user_id.replace("\\", "\\\\").replace('"', '\\"')
+    member = ('"user_id":"' + quoted + '"').encode("utf-8")
+    rest = start[1:]
+    return b"{" + member + (b"," if rest.lstrip()[:1] != b"}" else b"") + rest
 
 
 def post(config: HookConfig, body: bytes, received_us: int, delivery_id: str) -> int:
@@ -154,6 +172,7 @@ def handle(body: bytes, config: HookConfig) -> str:
     if not body.strip():
         log_error(config, "empty hook body on stdin; nothing to send")
         return "dropped"
+    body = with_user(body, config.user_id)
     try:
         status = post(config, body, received_us, delivery_id)
         if 200 <= status < 300:
