@@ -169,3 +169,23 @@ def test_dockerfile_installs_the_package_with_its_entrypoint() -> None:
         assert f"COPY {path} ./{path}" in dockerfile, path
     exposed = set(re.search(r"^EXPOSE (.*)$", dockerfile, flags=re.M).group(1).split())  # type: ignore[union-attr]
     assert exposed == {str(_port(c)) for c in DEPLOYED}
+
+
+def _compose_schema() -> dict[str, Any]:
+    import json
+    from importlib.resources import files
+
+    vendored = files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
+    return json.loads(vendored.read_text())  # type: ignore[no-any-return]
+
+
+def test_compose_file_matches_the_compose_spec_schema(compose: dict[str, Any]) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(_compose_schema())
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(compose)]
+    assert errors == []
+    # The schema is strict enough to catch a misspelt key: the check above is not vacuous.
+    broken = {**compose, "services": {**compose["services"], "kafka": {
+        **compose["services"]["kafka"], "healthcheck": {"test": ["CMD", "true"], "intervall": "5s"}}}}
+    assert any("intervall" in e.message for e in validator.iter_errors(broken))
