@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumers.archive.layout import segment_key
 from consumers.archive.targets import FileTarget
 from consumers.clickhouse.rows import EVENT_COLUMNS, event_row
+from consumers.privacy.erase import WIDGET_NAMES, changelog_topics
 from pipeline.cli import main
 from pipeline.migrations import apply_migrations, client
 from pipeline.model import new_event
@@ -34,11 +39,18 @@ def test_cli_consent_export_and_session_erasure(
     target = FileTarget(tmp_path / "archive")
     target.put(segment_key(s1, 0, 0), b"x")
     target.put(segment_key(s2, 0, 0), b"y")
+    app_id = unique_name("cliworker")
+    changelogs = changelog_topics(app_id)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(t, num_partitions=2, replication_factor=1,
+                                                config={"cleanup.policy": "compact"})
+                                       for t in changelogs]).values():
+        future.result(30)
     for key, value in {"KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
                        "CLICKHOUSE__DATABASE": clickhouse_db,
                        "ARCHIVE__TARGET": target.describe(),
                        "TOPICS__WIDGETS": kafka_topic("cli.widgets", partitions=1),
-                       "WORKER__APP_ID": unique_name("cliworker")}.items():
+                       "WORKER__APP_ID": app_id}.items():
         monkeypatch.setenv(f"AGENTWATCH_{key}", value)
     try:
         assert main(["privacy", "set", "--user", "dana", "--telemetry", "minimal",
@@ -59,6 +71,12 @@ def test_cli_consent_export_and_session_erasure(
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["verified"] and summary["archive_objects"] == 1
         assert summary["clickhouse_rows"]["telemetry_events"] == 3
+        # Every widget key on the one widgets partition, the state key on each changelog's two.
+        assert summary["tombstones"] == len(WIDGET_NAMES) + 2 * len(changelogs)
+        for topic in changelogs:
+            records = _read_all(kafka_bootstrap, topic, 2)
+            assert sorted((p, k, v) for p, k, v in records) == [
+                (0, json.dumps(s1).encode(), None), (1, json.dumps(s1).encode(), None)]
         left = conn.execute("SELECT session_id, count() FROM telemetry_events GROUP BY session_id")
         assert dict(left) == {s2: 3}
         assert target.list_keys("") == [segment_key(s2, 0, 0)]
@@ -67,3 +85,21 @@ def test_cli_consent_export_and_session_erasure(
         assert audit == ["privacy.updated", "telemetry.exported", "telemetry.deleted"]
     finally:
         conn.disconnect()
+        for future in admin.delete_topics(changelogs).values():
+            future.result(30)
+
+
+def _read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes, bytes | None]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    out: list[tuple[int, bytes, bytes | None]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=100, timeout=0.5):
+                if not msg.error():
+                    out.append((msg.partition(), msg.key(), msg.value()))
+    finally:
+        consumer.close()
+    return out
