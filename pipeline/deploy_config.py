@@ -59,13 +59,15 @@ class Topology:
     min_insync_replicas: int
 
 
-# Partitions: 12 divides evenly over 1, 2, 3, 4, 6 and 12 consumers of one group, so scaling
-# the workers or a sink between those counts never leaves one instance with twice the load of
-# another (docs/operations.md, "Partitions"). Compose runs one broker, Kubernetes three.
+# Partitions (docs/operations.md, "Partitions"): counts with many divisors, so scaling a group
+# between them never leaves one instance with twice the load of another. 12 (1, 2, 3, 4, 6, 12
+# consumers) for one compose host; 24 on Kubernetes, where workers (~1,900 events per
+# CPU-second measured, docs/benchmarks.md) are the first thing to scale out. Compose runs one
+# broker, Kubernetes three.
 TOPOLOGIES: Mapping[Profile, Topology] = {
     "compose": Topology("kafka:9092", "clickhouse", "http://minio:9000", 12, 1, 1),
     "k8s": Topology(
-        "agentwatch-kafka-bootstrap:9092", "clickhouse-agentwatch", "http://minio:9000", 12, 3, 2,
+        "agentwatch-kafka-bootstrap:9092", "clickhouse-agentwatch", "http://minio:9000", 24, 3, 2,
     ),
 }
 
