@@ -436,6 +436,9 @@ class SamplerSettings(HttpServiceSettings):
     """Also report connections to loopback addresses (the collector, local servers)."""
     network_bytes_every_s: float = Field(default=30.0, gt=0)
     """A long-lived connection's byte counts are reported at most this often (network.transfer)."""
+    network_cpu_share: float = Field(default=0.005, gt=0, le=1)
+    """Share of one core the socket lookups may use; a lookup costs more on hosts with many TCP
+    sockets, so connections are looked up less often there (short ones may then be missed)."""
     command_max_track_s: float = Field(default=3600.0, gt=0)
     """A command still running this long after its PostToolUse (a background server) is reported
     with what was measured so far and no longer followed."""

@@ -136,7 +136,7 @@ class CallTracker:
         tracked = self.tracked.get(call.tool_use_id)
         if tracked is None:
             tracked = self.tracked[call.tool_use_id] = TrackedCall(
-                call, agent.key, Ledger(call.started_us / 1e6))
+                call, agent.key, Ledger(call.started_us / 1e6, peaks=True))
             tracked.cwd = self.table.source.cwd(top.pid)
             if call.command:
                 self._merge(tracked, domains.from_command(call.command, tracked.cwd))

@@ -84,6 +84,7 @@ class Sampler:
         self.cpu_limit_pct = float(self.table.cpu_count * 100)
         self._own_pid = os.getpid()
         self._pending: list[dict[str, Any]] = []
+        self._gone: list[Proc] = []
         self._want_view = True
 
     # -- the collector's view ----------------------------------------------------------------
@@ -116,10 +117,22 @@ class Sampler:
     # -- one tick --------------------------------------------------------------------------
 
     def tick(self, now: float, *, full: bool) -> list[dict[str, Any]]:
-        self.stats.ticks += 1
+        self.observe(now)
+        return self.measure(now, full=full)
+
+    def observe(self, now: float) -> None:
+        """First half of a tick: list processes, find agents, learn from their new children.
+        A caller that can reach the collector asks it for a fresh view when ``wants_view`` says
+        so before ``measure``: a new shell is then matched to its call in the same tick."""
         new, gone = self.table.refresh(now)
+        self._gone += gone
         self._discover(new, now)
         self._learn_from_children(new)
+
+    def measure(self, now: float, *, full: bool) -> list[dict[str, Any]]:
+        """Second half: sessions, calls, samples, and the events they make."""
+        self.stats.ticks += 1
+        gone, self._gone = self._gone, []
         self._resolve()
         self._attribute(now)
         self.calls.grow()

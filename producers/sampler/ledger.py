@@ -15,8 +15,9 @@ _BIRTH_SLACK_S = 1.0  # process start times and hook times come from different c
 
 
 class Ledger:
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, *, peaks: bool = False) -> None:
         self.start = start
+        self.peaks = peaks
         self.members: dict[ProcKey, Proc] = {}
         self._base: dict[ProcKey, tuple[float, float]] = {}
         self._retired = (0.0, 0.0)
@@ -33,6 +34,7 @@ class Ledger:
             return False
         self.members[proc.key] = proc
         self.seen += 1
+        proc.want_peak = proc.want_peak or self.peaks
         if proc.create_time >= self.start - _BIRTH_SLACK_S:
             self._base[proc.key] = (0.0, 0.0)
             born = proc.create_time

@@ -107,7 +107,8 @@ class SamplerService:
         self.settings = settings
         self.cfg = settings.sampler
         self.publisher = publisher
-        self.sampler = Sampler(source or PsutilSource(), config_from(self.cfg))
+        self.sampler = Sampler(source or PsutilSource(network_budget=self.cfg.network_cpu_share),
+                               config_from(self.cfg))
         self.registry = registry if registry is not None else publisher.registry
         self.metrics = SamplerMetrics(self.registry)
         self.meter = SelfMeter()
@@ -130,7 +131,7 @@ class SamplerService:
     def tick(self, now: float, full: bool) -> int:
         kind = "full" if full else "fast"
         started = time.perf_counter()
-        produced = self.sampler.tick(now, full=full)
+        produced = self.sampler.measure(now, full=full)
         if produced:
             try:
                 self.publisher.publish_many(produced)
@@ -168,11 +169,11 @@ class SamplerService:
         next_full = time.time()
         while not stop.is_set():
             now = time.time()
-            since_poll = now - self._last_poll
+            await asyncio.to_thread(self.sampler.observe, now)
+            since_poll = time.time() - self._last_poll
             if since_poll >= interval or (self.sampler.wants_view() and since_poll >= fast):
-                self._last_poll = now
+                self._last_poll = time.time()
                 await self.poll(now)
-                now = time.time()
             full = now >= next_full
             await asyncio.to_thread(self.tick, now, full)
             if full:

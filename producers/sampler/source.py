@@ -2,8 +2,9 @@
 
 The core never imports psutil: unit tests drive it with a fake source. ``PsutilSource`` works
 wherever psutil does (Linux, macOS); on Linux it adds what psutil leaves out or makes expensive:
-the lifetime peak RSS (``VmHWM``) and a socket lookup that does not re-read ``/proc/net/tcp`` on
-every call (see ``producers.sampler.linux``). A metric a platform does not expose is ``None``.
+the lifetime peak RSS (``VmHWM``), a socket lookup that does not re-read ``/proc/net/tcp`` on
+every call, and one ``/proc/<pid>/stat`` read per sample (see ``producers.sampler.linux``).
+A metric a platform does not expose is ``None``.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ class ProcessSource(Protocol):
         """The named variables of the process's initial environment (None: not readable)."""
         ...
 
-    def sample(self, pid: int) -> Sample | None:
-        """None when the process is gone (or no longer readable)."""
+    def sample(self, pid: int, *, peak: bool = False) -> Sample | None:
+        """None when the process is gone (or no longer readable, or its pid was reused);
+        ``peak`` asks for the lifetime RSS peak too, where the platform keeps one."""
         ...
 
     def connections(self, pids: Collection[int], *, refresh: bool = False
@@ -119,7 +121,7 @@ def _quiet_errors() -> tuple[type[BaseException], ...]:
 class PsutilSource:
     """``ProcessSource`` over psutil; keeps one ``psutil.Process`` per live pid it was asked about."""
 
-    def __init__(self, *, network_budget: float = 0.002) -> None:
+    def __init__(self, *, network_budget: float = 0.005) -> None:
         import psutil
 
         self._psutil = psutil
@@ -129,10 +131,13 @@ class PsutilSource:
         self._sockets: SocketTable | None = None
         self._budget = network_budget
         self._next_scan = 0.0
+        self._starts: dict[int, int] = {}
+        self._boot = 0.0
         if self._linux:
             from producers.sampler.linux import SocketTable
 
             self._sockets = SocketTable(budget=network_budget)
+            self._boot = psutil.boot_time()
 
     def _proc(self, pid: int) -> psutil.Process | None:
         proc = self._procs.get(pid)
@@ -147,6 +152,15 @@ class PsutilSource:
         return self._psutil.pids()
 
     def identify(self, pid: int) -> Identity | None:
+        if self._linux:
+            from producers.sampler.linux import CLOCK_TICKS, read_stat
+
+            stat = read_stat(pid)
+            if stat is None:
+                return None
+            self._starts[pid] = stat.start_ticks
+            return Identity(pid, stat.ppid, self._boot + stat.start_ticks / CLOCK_TICKS,
+                            stat.name)
         proc = self._proc(pid)
         if proc is None:
             return None
@@ -179,7 +193,9 @@ class PsutilSource:
             return None
         return None if env is None else {k: env[k] for k in names if k in env}
 
-    def sample(self, pid: int) -> Sample | None:
+    def sample(self, pid: int, *, peak: bool = False) -> Sample | None:
+        if self._linux:
+            return self._linux_sample(pid, peak)
         proc = self._proc(pid)
         if proc is None:
             return None
@@ -191,14 +207,19 @@ class PsutilSource:
         except self._errors:
             self.forget(pid)
             return None
-        peak = None
-        if self._linux:
-            from producers.sampler.linux import peak_rss_bytes
-
-            peak = peak_rss_bytes(pid)
         cpu = CpuTimes(times.user, times.system, getattr(times, "children_user", 0.0),
                        getattr(times, "children_system", 0.0))
-        return Sample(ppid, cpu, rss, peak)
+        return Sample(ppid, cpu, rss, None)
+
+    def _linux_sample(self, pid: int, peak: bool) -> Sample | None:
+        from producers.sampler.linux import peak_rss_bytes, read_stat
+
+        stat = read_stat(pid)
+        known = self._starts.setdefault(pid, stat.start_ticks) if stat is not None else None
+        if stat is None or known != stat.start_ticks:
+            return None  # gone, or the pid now names another process
+        cpu = CpuTimes(stat.user, stat.system, stat.children_user, stat.children_system)
+        return Sample(stat.ppid, cpu, stat.rss_bytes, peak_rss_bytes(pid) if peak else None)
 
     def connections(self, pids: Collection[int], *, refresh: bool = False
                     ) -> dict[int, list[Connection]] | None:
@@ -237,6 +258,7 @@ class PsutilSource:
 
     def forget(self, pid: int) -> None:
         self._procs.pop(pid, None)
+        self._starts.pop(pid, None)
         if self._sockets is not None:
             self._sockets.forget(pid)
 

@@ -50,6 +50,8 @@ class Proc:
     final_user: float | None = None
     final_system: float | None = None
     children: set[int] = field(default_factory=set)
+    want_peak: bool = False
+    """Read the lifetime RSS peak too (a member of a Bash call's ledger)."""
     reaped: deque[tuple[float, float, float]] = field(
         default_factory=lambda: deque(maxlen=_HISTORY))
     """(time, children_user, children_system) of the recent samples, to bracket a child's exit."""
@@ -141,7 +143,7 @@ class ProcessTable:
         for proc in procs:
             if not proc.alive:
                 continue
-            sample = self.source.sample(proc.pid)
+            sample = self.source.sample(proc.pid, peak=proc.want_peak)
             if sample is None:
                 self._remove(proc, now)
                 vanished.append(proc)

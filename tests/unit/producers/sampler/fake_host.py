@@ -97,12 +97,12 @@ class FakeSource:
         p = self.host.procs.get(pid)
         return {k: v for k, v in p.env.items() if k in names} if p else None
 
-    def sample(self, pid: int) -> Sample | None:
+    def sample(self, pid: int, *, peak: bool = False) -> Sample | None:
         p = self.host.procs.get(pid)
         if p is None:
             return None
         return Sample(p.ppid, CpuTimes(p.user, p.system, p.children_user, p.children_system),
-                      p.rss, p.hwm if self.host.exposes_peak else None)
+                      p.rss, p.hwm if self.host.exposes_peak and peak else None)
 
     def connections(self, pids: Collection[int], *, refresh: bool = False
                     ) -> dict[int, list[Connection]] | None:

@@ -115,7 +115,7 @@ def test_peak_memory_is_the_larger_of_the_lifetime_peak_and_the_sampled_sum() ->
     host = FakeHost()
     agent, _shell, work = tree(host)
     table = ProcessTable(host.source())
-    ledger = Ledger(host.now - 5)
+    ledger = Ledger(host.now - 5, peaks=True)
     look(table, host, ledger)
     host.grow(work, 300 * MIB)
     host.grow(work, 50 * MIB)  # the spike happened between two looks
@@ -125,7 +125,22 @@ def test_peak_memory_is_the_larger_of_the_lifetime_peak_and_the_sampled_sum() ->
     assert ledger.peak_rss == 300 * MIB
     assert ledger.rss_bytes == 4 * MIB * 2 + 50 * MIB
     assert ledger.exact_peak
-    assert table.procs[agent].peak_rss == 4 * MIB
+    assert table.procs[work].want_peak and table.procs[agent].want_peak
+
+
+def test_without_lifetime_peaks_the_peak_is_the_highest_sampled_sum() -> None:
+    host = FakeHost()
+    _agent, _shell, work = tree(host)
+    table = ProcessTable(host.source())
+    ledger = Ledger(host.now - 5)  # an agent's ledger: peaks are not read (one file less)
+    look(table, host, ledger)
+    host.grow(work, 300 * MIB)
+    host.grow(work, 50 * MIB)
+    host.now += 1
+    look(table, host, ledger)
+    ledger.observe_memory(host.now)
+    assert ledger.peak_rss == 58 * MIB and not ledger.exact_peak
+    assert not table.procs[work].want_peak
 
 
 def test_pid_table_follows_reparenting_and_reuse_of_the_table() -> None:
