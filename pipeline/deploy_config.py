@@ -100,8 +100,8 @@ def _overrides(profile: Profile) -> dict[str, dict[str, Any]]:
     }
     defaults = Settings.model_fields
     for section in _HTTP_SECTIONS:
-        # The port is repeated: a section set from the environment is not merged with the
-        # default instance, so AGENTWATCH_WORKER_HTTP__HOST alone leaves worker_http without a port.
+        # Host and port together: the rendered environment says where each component listens
+        # without relying on the embedded defaults.
         default = defaults[section].default  # 0.0.0.0 below: reached from other containers
         nested[section] = {"host": "0.0.0.0", "port": default.port}
     return nested

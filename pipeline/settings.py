@@ -215,6 +215,28 @@ class HttpServiceSettings(_Section):
     """Port to listen on (health, metrics and the component's own HTTP API)."""
 
 
+
+# One subclass per component so that each keeps its own default port when only some fields come
+# from the environment (AGENTWATCH_WORKER_HTTP__HOST alone must not lose the port).
+class WorkerHttpSettings(HttpServiceSettings):
+    port: int = Field(default=6066, ge=0, le=65535)
+    """Port of the worker's /health and /metrics."""
+
+
+class ClickHouseSinkHttpSettings(HttpServiceSettings):
+    port: int = Field(default=9101, ge=0, le=65535)
+    """Port of the ClickHouse sink's /health and /metrics."""
+
+
+class ArchiveSinkHttpSettings(HttpServiceSettings):
+    port: int = Field(default=9102, ge=0, le=65535)
+    """Port of the archive sink's /health and /metrics."""
+
+
+class AlertsHttpSettings(HttpServiceSettings):
+    port: int = Field(default=9103, ge=0, le=65535)
+    """Port of the alerting consumer's /health and /metrics."""
+
 class CollectorSettings(HttpServiceSettings):
     """The collector (`agentwatch collector`) and the command hook (`agentwatch hook`)."""
 
@@ -574,10 +596,10 @@ class Settings(BaseSettings):
     producer: ProducerSettings = ProducerSettings()
     gateway: GatewaySettings = GatewaySettings()
     # Health and /metrics endpoints of the components that serve no other HTTP.
-    worker_http: HttpServiceSettings = HttpServiceSettings(port=6066)
-    clickhouse_sink_http: HttpServiceSettings = HttpServiceSettings(port=9101)
-    archive_sink_http: HttpServiceSettings = HttpServiceSettings(port=9102)
-    alerts_http: HttpServiceSettings = HttpServiceSettings(port=9103)
+    worker_http: WorkerHttpSettings = WorkerHttpSettings()
+    clickhouse_sink_http: ClickHouseSinkHttpSettings = ClickHouseSinkHttpSettings()
+    archive_sink_http: ArchiveSinkHttpSettings = ArchiveSinkHttpSettings()
+    alerts_http: AlertsHttpSettings = AlertsHttpSettings()
     sampler: SamplerSettings = SamplerSettings()
     worker: WorkerSettings = WorkerSettings()
     widgets: WidgetSettings = WidgetSettings()

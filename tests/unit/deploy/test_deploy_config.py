@@ -60,10 +60,9 @@ def test_validate_env_rejects_drift(env: dict[str, str]) -> None:
         validate_env(env)
 
 
-def test_http_section_needs_its_port_when_set_from_env() -> None:
-    # Why the renderer repeats ports: a section given in the environment replaces the default.
-    with pytest.raises(ValueError):
-        validate_env({"AGENTWATCH_WORKER_HTTP__HOST": "0.0.0.0"})
+def test_http_section_set_from_env_keeps_its_default_port() -> None:
+    settings = validate_env({"AGENTWATCH_WORKER_HTTP__HOST": "0.0.0.0"})
+    assert (settings.worker_http.host, settings.worker_http.port) == ("0.0.0.0", 6066)
 
 
 def test_cli_prints_yaml(capsys: pytest.CaptureFixture[str]) -> None:

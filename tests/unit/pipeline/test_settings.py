@@ -58,3 +58,14 @@ def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert "hunter2-canary" not in repr(s)
     assert s.clickhouse.password.get_secret_value() == "hunter2-canary"
+
+
+@pytest.mark.parametrize("section", ["worker_http", "clickhouse_sink_http", "archive_sink_http",
+                                     "alerts_http", "collector", "gateway"])
+def test_setting_only_the_host_keeps_the_default_port(
+    monkeypatch: pytest.MonkeyPatch, section: str
+) -> None:
+    default_port = getattr(load_settings(), section).port
+    monkeypatch.setenv(f"AGENTWATCH_{section.upper()}__HOST", "0.0.0.0")
+    s = getattr(load_settings(), section)
+    assert (s.host, s.port) == ("0.0.0.0", default_port)
