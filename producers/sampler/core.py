@@ -273,18 +273,14 @@ class Sampler:
             for proc in self.calls.live_processes():
                 procs[proc.key] = proc
             return list(procs.values())
-        # Fast: a call's processes, their parents, and the parents' other children, so every
-        # exit is bracketed by its parent's counters (see table.settle).
+        # Fast: a call's processes and their parents, whose counters bracket their exits (see
+        # table.settle; other children of those parents are settled at the next full tick).
         chosen: dict[ProcKey, Proc] = {}
         for proc in self.calls.live_processes():
             chosen[proc.key] = proc
             parent = self.table.procs.get(proc.ppid)
             if parent is not None:
                 chosen[parent.key] = parent
-                for pid in parent.children:
-                    sibling = self.table.procs.get(pid)
-                    if sibling is not None:
-                        chosen[sibling.key] = sibling
         return list(chosen.values())
 
     def _resource_samples(self, now: float) -> list[dict[str, Any]]:

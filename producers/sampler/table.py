@@ -55,6 +55,9 @@ class Proc:
     reaped: deque[tuple[float, float, float]] = field(
         default_factory=lambda: deque(maxlen=_HISTORY))
     """(time, children_user, children_system) of the recent samples, to bracket a child's exit."""
+    absorbed: deque[tuple[float, float, float]] = field(
+        default_factory=lambda: deque(maxlen=_HISTORY))
+    """(settled at, user, system) of the children already accounted from the counters above."""
 
     @property
     def key(self) -> ProcKey:
@@ -192,8 +195,11 @@ class ProcessTable:
             before = next((h for h in reversed(parent.reaped) if h[0] <= since), None)
             if before is None:
                 continue  # the parent's counters do not bracket the exits
-            gained = (parent.last.cpu.children_user - before[1],
-                      parent.last.cpu.children_system - before[2])
+            # Children settled since ``before`` were reaped inside this window too, and are
+            # already accounted: their share of the gain is not this family's.
+            earlier = [a for a in parent.absorbed if a[0] > before[0]]
+            gained = (parent.last.cpu.children_user - before[1] - sum(a[1] for a in earlier),
+                      parent.last.cpu.children_system - before[2] - sum(a[2] for a in earlier))
             seen = (sum(m.totals()[0] for m in members), sum(m.totals()[1] for m in members))
             if sum(gained) < sum(seen) - _EPSILON_S * len(members):
                 continue  # not reaped by it (auto-reaped, or the platform keeps no such counter)
@@ -209,3 +215,4 @@ class ProcessTable:
                 for member in family:
                     member.absorbed_by = parent.key if member is top else gone[member.ppid].key
                 top.final_user, top.final_system = user, system
+                parent.absorbed.append((now, user, system))

@@ -153,3 +153,34 @@ def test_pid_table_follows_reparenting_and_reuse_of_the_table() -> None:
     _new, gone = table.refresh(host.now)
     assert [p.pid for p in gone] == [shell]
     assert table.procs[work].ppid == 1 and work in table.procs[1].children
+
+
+def test_a_sibling_sampled_less_often_is_not_charged_with_a_call_reaped_meanwhile() -> None:
+    """The agent is sampled often (it is a call's parent), its other child only at full looks:
+    when both children exit, each gets its own share of the agent's gain, never the other's."""
+    host = FakeHost()
+    agent, shell, work = tree(host)
+    server = host.spawn(agent, "node", ("node", "mcp.js"))
+    table = ProcessTable(host.source())
+    everything = Ledger(host.now - 5)
+    look(table, host, everything)  # a full look: everything sampled
+    host.burn(server, 0.2)
+    host.burn(work, 0.5)
+    host.exit(work)
+    host.exit(shell)  # the call ends, reaped by the agent
+    host.now += 0.5
+    # A fast look: only the call's processes and their parent are sampled.
+    _new, gone = table.refresh(host.now)
+    table.sample([table.procs[agent]], host.now)
+    table.settle(gone, host.now)
+    host.burn(server, 0.1)
+    host.exit(server)  # the server ends before the next full look
+    host.now += 0.5
+    _new, gone = table.refresh(host.now)
+    table.sample([table.procs[agent]], host.now)
+    table.settle(gone, host.now)
+    [shell_proc] = [p for p in everything.members.values() if p.pid == shell]
+    [server_proc] = [p for p in everything.members.values() if p.pid == server]
+    assert shell_proc.final_user == pytest.approx(0.5)
+    assert server_proc.final_user == pytest.approx(0.3)
+    assert everything.cpu()[0] == pytest.approx(0.8)
