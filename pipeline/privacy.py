@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from pipeline.errors import QueryError, TransientError
+from pipeline.settings import RetentionSettings
 
 TABLE = "user_privacy"
 USER_KEY = "user_id"
@@ -126,6 +127,17 @@ class ConsentCache:
         if self.stale and not self.fail_open:
             return Telemetry.DISABLED
         return known or Telemetry.ENABLED
+
+
+def retention_with_preferences(cfg: RetentionSettings,
+                               prefs: Iterable[Preference]) -> RetentionSettings:
+    """The retention rules plus each user's own ``retention_days`` (0: no preference). A user
+    the operator configured in ``retention.user_days`` keeps the operator's value (legal holds)."""
+    extra = {p.user_id: p.retention_days for p in prefs
+             if p.retention_days > 0 and p.user_id not in cfg.user_days}
+    if not extra:
+        return cfg
+    return cfg.model_copy(update={"user_days": {**cfg.user_days, **extra}})
 
 
 # -- the ClickHouse store ---------------------------------------------------------------------

@@ -143,10 +143,19 @@ def _search(args: argparse.Namespace) -> int:
 
 def _retention(args: argparse.Namespace) -> int:
     from consumers.clickhouse.retention import Retention
+    from pipeline.errors import QueryError
+    from pipeline.privacy import ConsentStore, retention_with_preferences
 
     conn, settings = _connect()
     try:
-        removals = Retention(conn, settings.clickhouse.database, settings.retention
+        cfg = settings.retention
+        try:  # users' own retention choices (agentwatch privacy set --retention-days)
+            cfg = retention_with_preferences(
+                cfg, ConsentStore(conn, settings.clickhouse.database).load().values())
+        except QueryError as exc:
+            print(f"agentwatch retention apply: per-user preferences not read: {exc}",
+                  file=sys.stderr)
+        removals = Retention(conn, settings.clickhouse.database, cfg
                              ).plan_and_apply(dry_run=args.dry_run)
     finally:
         conn.disconnect()

@@ -83,6 +83,19 @@ def test_cli_consent_export_and_session_erasure(
         audit = [r[0] for r in conn.execute(
             "SELECT action FROM audit_log WHERE user_id = 'ops' ORDER BY at_us")]
         assert audit == ["privacy.updated", "telemetry.exported", "telemetry.deleted"]
+
+        # A user's own retention choice is applied by `retention apply` (info rows: 30 days).
+        ten_days_ago = (int(time.time()) - 10 * 86_400) * 1_000_000
+        old = [new_event("notification", sid, {"message": "old"}, timestamp_us=ten_days_ago,
+                         severity="info", metadata={"user_id": user})
+               for sid, user in ((unique_name("s3"), "dana"), (unique_name("s4"), "erin"))]
+        conn.execute(f"INSERT INTO telemetry_events ({', '.join(EVENT_COLUMNS)}) VALUES",
+                     [event_row(e, "agent.telemetry.events", 1, i) for i, e in enumerate(old)])
+        assert main(["privacy", "set", "--user", "dana", "--retention-days", "3"]) == 0
+        assert main(["retention", "apply"]) == 0
+        kept = {r[0] for r in conn.execute("SELECT event_id FROM telemetry_events")}
+        assert str(old[0]["event_id"]) not in kept and str(old[1]["event_id"]) in kept
+        assert len(kept) == 4  # s2's three and erin's old one
     finally:
         conn.disconnect()
         for future in admin.delete_topics(changelogs).values():

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.privacy import ConsentCache, Telemetry, allowed, clean_user, resolve_user, stamp
+from pipeline.privacy import (
+    ConsentCache,
+    Preference,
+    Telemetry,
+    allowed,
+    clean_user,
+    resolve_user,
+    retention_with_preferences,
+    stamp,
+)
+from pipeline.settings import RetentionSettings
 
 
 def test_the_header_wins_then_the_body_then_the_configured_id() -> None:
@@ -42,3 +52,11 @@ def test_cache_fails_open_or_closed_but_never_forgets_an_opt_out() -> None:
     assert open_cache.stale and open_cache.mode("a") is Telemetry.ENABLED
     assert open_cache.mode("b") is Telemetry.DISABLED
     assert closed.mode("a") is Telemetry.DISABLED and closed.mode("b") is Telemetry.DISABLED
+
+
+def test_users_retention_choices_join_the_rules_but_never_override_the_operator() -> None:
+    cfg = RetentionSettings(user_days={"held": 0})
+    prefs = [Preference("a", Telemetry.ENABLED, 3, 1, ""), Preference("held", Telemetry.ENABLED, 1, 1, ""),
+             Preference("none", Telemetry.ENABLED, 0, 1, "")]
+    assert retention_with_preferences(cfg, prefs).user_days == {"held": 0, "a": 3}
+    assert retention_with_preferences(cfg, []) is cfg
