@@ -29,6 +29,8 @@ from consumers.gateway.state import WIDGETS, Change, WidgetStore
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 1013
+CLOSE_ERASED = 4410
+"""Private-use close code: the session's telemetry was erased (a reconnect finds nothing)."""
 COALESCE_AFTER = 16
 """Queued messages beyond which a client counts as slow and its widget updates are merged."""
 
@@ -225,6 +227,17 @@ class Hub:
         """A message every client of the session gets, never coalesced (replay events)."""
         for client in self.by_session.get(session_id, ()):
             client.enqueue(None, msg)
+
+    async def session_erased(self, session_id: str) -> None:
+        """Disconnect the erased session's viewers and send every overview a list without it.
+        The handlers' ``leave`` still does the bookkeeping when their sockets end."""
+        clients = list(self.by_session.get(session_id, ()))
+        for client in clients:
+            client.stop()
+        await asyncio.gather(*(c.socket.close(code=CLOSE_ERASED, message=b"session erased")
+                               for c in clients), return_exceptions=True)
+        for client in self.overview:
+            client.enqueue(("list",), self.session_list(client.principal))
 
     async def close_all(self) -> None:
         clients = [c for cs in self.by_session.values() for c in cs] + list(self.overview)

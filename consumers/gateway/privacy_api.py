@@ -127,6 +127,7 @@ async def delete_telemetry(request: web.Request) -> web.Response:
         raise TransientError(f"erasure did not complete (run it again): {exc}") from exc
     for sid in summary.pop("session_ids"):
         gw.store.forget_session(sid)
+        await gw.hub.session_erased(sid)
     resource = json.dumps(summary, separators=(",", ":"))
     _record(gw, request, p, AuditAction.DELETED, access_type="user_erasure", resource=resource,
             status=200 if summary["verified"] else 500)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from consumers.gateway.auth import Principal, Role
+from consumers.gateway.hub import CLOSE_ERASED, Client, Hub
+from consumers.gateway.metrics import GatewayMetrics
 from consumers.gateway.state import WidgetStore
 
 
@@ -26,3 +32,38 @@ def test_the_session_goes_once_its_last_worker_widget_is_tombstoned() -> None:
     assert not store.remove_widget("s1", "cost")  # idempotent
     assert set(store.sessions) == {"s2"}
     assert store.forget_session("s2") and not store.sessions
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.closed_with: int | None = None
+
+    async def send_str(self, data: str, compress: int | None = None) -> None:
+        self.sent.append(json.loads(data))
+
+    async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
+        self.closed_with = code
+        return True
+
+
+async def test_an_erased_session_disconnects_its_viewers_and_leaves_the_overview() -> None:
+    store = WidgetStore()
+    metrics = GatewayMetrics(CollectorRegistry())
+    hub = Hub(store, metrics)
+    for sid in ("s1", "s2"):
+        store.apply_update(update(sid, "session_summary", 1, {"user_id": "alice"}))
+    viewer, overview = FakeSocket(), FakeSocket()
+    hub.join(Client(viewer, Principal("alice", Role.VIEWER), "s1", metrics,
+                    max_messages=64, max_bytes=1 << 20))
+    hub.join(Client(overview, Principal("alice", Role.VIEWER), None, metrics,
+                    max_messages=64, max_bytes=1 << 20))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    store.forget_session("s1")
+    await hub.session_erased("s1")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert viewer.closed_with == CLOSE_ERASED
+    lists = [m for m in overview.sent if m["message_type"] == "session_list"]
+    assert [s["session_id"] for s in lists[-1]["sessions"]] == ["s2"]
