@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,9 @@ class Intake:
         self.state = state
         self.gate = gate
         """Identity and consent; None: events pass unattributed (unit tests of the mapping)."""
+        self.session_users: OrderedDict[str, str] = OrderedDict()
+        """The user of each session's latest hook (bounded like the hook state's sessions):
+        held tool calls published later (expired, evicted) belong to their session's user."""
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -136,7 +140,10 @@ class Intake:
                 return 0
             # Minimal: a scratch state, for the same reason (held calls are never kept anyway).
             state = self.state if mode is Telemetry.ENABLED else HookState()
-            events = self.gate.admit(self._map_hook(payload, ctx, state), user)
+            sid = payload.get("session_id") if isinstance(payload, dict) else None
+            if user and isinstance(sid, str):
+                self._remember_user(sid, user)
+            events = self._admit(self._map_hook(payload, ctx, state), sid, user)
         if events:
             self.publish(events)
         return len(events)
@@ -205,8 +212,29 @@ class Intake:
         except AgentwatchError as exc:
             raise RequestRejectedError(503, "spool_error", str(exc), retry_after=1.0) from None
 
+    def _remember_user(self, session_id: str, user: str) -> None:
+        self.session_users[session_id] = user
+        self.session_users.move_to_end(session_id)
+        while len(self.session_users) > self.state.max_sessions:
+            self.session_users.popitem(last=False)
+
+    def _admit(self, events: list[dict[str, Any]], session_id: object,
+               user: str | None) -> list[dict[str, Any]]:
+        """Consent per session: the request's own events as its user, others (tool calls of
+        other sessions pushed out of the hook state) as the user their session was seen with."""
+        if self.gate is None:
+            return events
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            groups.setdefault(str(event["session_id"]), []).append(event)
+        kept: list[dict[str, Any]] = []
+        for sid, group in groups.items():
+            owner = user if sid == session_id else self.session_users.get(sid)
+            kept += self.gate.admit(group, owner)
+        return kept
+
     def expire_pending(self) -> int:
-        events = hooks.expire_pending(self.state, time.time_ns() // 1000)
+        events = self._admit(hooks.expire_pending(self.state, time.time_ns() // 1000), None, None)
         if events:
             self.publish(events)
         return len(events)

@@ -137,3 +137,24 @@ async def test_failing_closed_collects_nothing_until_consent_is_known(
     h.gate.refreshed({})
     assert (await h.client.post("/hooks", json=CASES["session_start"])).status == 200
     assert [e["event_type"] for e in h.events()] == ["session.started"]
+
+
+async def test_held_tool_calls_published_later_keep_their_sessions_user_and_consent(
+        start: Callable[..., Any]) -> None:
+    h: Harness = await start()
+    intake = h.client.app[INTAKE]
+    assert (await h.client.post("/hooks", json=CASES["pre_bash"],
+                                headers={"X-Agentwatch-User": "carol"})).status == 200
+    assert (await h.client.post("/hooks", json=CASES["pre_edit"],
+                                headers={"X-Agentwatch-User": "carol"})).status == 200
+    assert len(intake.state.pending) == 2
+    intake.state.pending_ttl_us = 0
+    assert intake.expire_pending() == 2
+    unfinished = [e for e in h.events() if e["metadata"].get("outcome") == "unfinished"]
+    assert len(unfinished) == 2 and {e["metadata"]["user_id"] for e in unfinished} == {"carol"}
+
+    assert (await h.client.post("/hooks", json=CASES["pre_bash"],
+                                headers={"X-Agentwatch-User": "carol"})).status == 200
+    h.gate.cache.set("carol", Telemetry.DISABLED)  # opted out while a call was held
+    assert intake.expire_pending() == 0
+    assert len([e for e in h.events() if e["metadata"].get("outcome") == "unfinished"]) == 2
