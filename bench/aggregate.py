@@ -37,6 +37,7 @@ from pipeline.model import new_event, now_us
 from pipeline.serde import AvroSerde
 
 REPO = Path(__file__).resolve().parent.parent
+SPACING_US = 1_000_000
 BOOTSTRAP = os.environ.get("AGENTWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 
@@ -73,14 +74,16 @@ def make_events(sessions: int, per_session: int, tag: str, seed: int = 7) -> lis
     """(session_id, encoded event), sessions interleaved like concurrent agents."""
     rng = random.Random(seed)
     serde = AvroSerde()
-    t0 = now_us()
+    # Real sessions emit about an event a second; ending now keeps windows (cost, compile loop)
+    # as full as in a live session rather than holding a whole session in one window.
+    t0 = now_us() - per_session * SPACING_US
     out: list[tuple[str, bytes]] = []
     for i in range(per_session):
         for s in range(sessions):
             sid = f"{tag}-{s}"
             etype, payload = ("session.started", {}) if i == 0 else _step(rng, i)
             ev = new_event(etype, sid, payload, agent="claude-code", source="hook",
-                           timestamp_us=t0 + i * 1000)
+                           timestamp_us=t0 + i * SPACING_US + s)
             out.append((sid, serde.encode_event(ev)))
     return out
 
@@ -174,12 +177,20 @@ def produce_all(events: list[tuple[str, bytes]], topic: str) -> None:
     p.flush(60)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[str, Any]:
     per = args.events // args.sessions
     events = make_events(args.sessions, per, "tp")
     produce_all(events, f"{worker.prefix}.events")
     reader = widget_reader(f"{worker.prefix}.widgets")
     ready = worker.start()
+    assert worker.proc is not None
+    cpu_ready = cpu_seconds(worker.proc.pid)
+    load = [float(x) for x in Path("/proc/loadavg").read_text().split()[:1]]
     done: dict[str, int] = {}
     first: float | None = None
     last = ready
@@ -191,19 +202,26 @@ def throughput(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> di
             last = arrived
         if time.monotonic() - ready > 600 or worker.proc is None or worker.proc.poll() is not None:
             raise SystemExit("throughput run failed (worker exited or 10 minutes passed)")
+    cpu = cpu_seconds(worker.proc.pid) - cpu_ready
+    load += [float(x) for x in Path("/proc/loadavg").read_text().split()[:1]]
     reader.close()
     assert first is not None
     n = per * args.sessions
     return {"events": n, "sessions": args.sessions, "seconds_from_first_update": round(last - first, 2),
             "events_per_s": round(n / (last - first)),
-            "events_per_s_from_ready": round(n / (last - ready))}
+            "events_per_s_from_ready": round(n / (last - ready)),
+            "worker_cpu_s": round(cpu, 1), "events_per_worker_cpu_s": round(n / cpu),
+            "load_avg_1m_start_end": load}
 
 
 def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[str, Any]:
     per = max(2, int(args.rate * args.seconds) // args.sessions)
     events = make_events(args.sessions, per, "lat", seed=11)
     reader = widget_reader(f"{worker.prefix}.widgets")
-    summaries(reader, serde, 2.0)  # join the group, skip the throughput phase's updates
+    # Join the group and read past the throughput phase's updates: a reader still catching up
+    # would add its own lag to every delay.
+    while summaries(reader, serde, 1.0) or not reader.assignment():
+        pass
     p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 1, "partitioner": "murmur2_random"})
     sent: dict[str, list[float]] = {}
     pending: dict[str, int] = {}

@@ -391,7 +391,7 @@ class WidgetSettings(_Section):
     """At most one update per session and widget in this interval; also the most the dashboard lags."""
     flush_tick_ms: int = Field(default=25, ge=1)
     """How often the worker's timer sends coalesced updates that no new event pushed out."""
-    checkpoint_interval_ms: int = Field(default=500, ge=1)
+    checkpoint_interval_ms: int = Field(default=1000, ge=1)
     """Widget and pattern state is written to its changelog (and the events acked) this often."""
     checkpoint_max_events: int = Field(default=20_000, ge=1)
     """...or as soon as this many events wait for a checkpoint."""

@@ -17,6 +17,7 @@ import orjson
 
 from pipeline.settings import Settings
 from pipeline.topics import TopicSpec, ensure_topics, topic_specs
+from processors.batch_send import send_records
 
 WIDGET_TABLE = "widget-state"
 PATTERN_TABLE = "pattern-state"
@@ -66,12 +67,9 @@ class ChangelogStore:
     async def write(self) -> list[Any]:
         """Send the snapshots taken since the last call; returns their delivery futures."""
         pending, self._pending = self._pending, []
-        topic = self._table.changelog_topic.get_topic_name()
-        futures = []
-        for key, partition, value in pending:
-            futures.append(await self._app.producer.send(
-                topic, json.dumps(key).encode(), value, partition, None, None))
-        return futures
+        return await send_records(
+            self._app, self._table.changelog_topic.get_topic_name(),
+            [(partition, json.dumps(key).encode(), value) for key, partition, value in pending])
 
 
 def owned_partitions(app: Any, topic: str) -> set[int] | None:

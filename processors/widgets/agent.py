@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pipeline.model import WIDGET_UPDATE
 from pipeline.serde import AvroSerde, serde_from_settings
 from pipeline.settings import Settings
+from processors.batch_send import send_records
 from processors.checkpoint import Checkpointer, before_wait_empty
 from processors.tables import WIDGET_TABLE, ChangelogStore, owned_partitions, state_table
 from processors.topics import WorkerTopics
@@ -73,15 +74,17 @@ class WidgetShell:
         self.checkpoints.hold(stream, event)
 
     async def send_due(self) -> None:
-        # Straight to the plain producer: Faust's Topic.send would attach the message to the
-        # current event, and under exactly_once re-partition it by key (processors/delivery.py);
-        # the partition is ours to choose, per session. The lock keeps a session's updates in
-        # sequence order.
+        # Straight to the plain producer, as record batches: Faust's Topic.send would attach the
+        # message to the current event, and under exactly_once re-partition it by key
+        # (processors/delivery.py); the partition is ours to choose, per session. The lock keeps
+        # a session's updates in sequence order.
         async with self.lock:
-            for out in self.processor.flush(owned_partitions(self.app, self.events_topic)):
-                self.checkpoints.output(await self.app.producer.send(
-                    self.widgets_topic, out.key, self.serde.encode(WIDGET_UPDATE, out.value),
-                    out.partition, None, None))
+            due = self.processor.flush(owned_partitions(self.app, self.events_topic))
+            records = [(out.partition, out.key, self.serde.encode(WIDGET_UPDATE, out.value))
+                       for out in due]
+            for future in await send_records(self.app, self.widgets_topic, records):
+                self.checkpoints.output(future)
+            for out in due:
                 self.metrics.updates.labels(out.value["widget"]).inc()
             self.metrics.pending.set(self.processor.coalescer.pending())
 
