@@ -435,7 +435,7 @@ class SamplerSettings(HttpServiceSettings):
     """/health and /metrics of the sampler."""
     interval_s: float = Field(default=1.0, gt=0)
     """How often the agents' process trees are sampled and resource.sample events emitted."""
-    command_interval_s: float = Field(default=0.1, gt=0)
+    command_interval_s: float = Field(default=0.25, gt=0)
     """Sampling interval while a Bash tool call's processes run (only those processes)."""
     process_names: tuple[str, ...] = ("claude",)
     """Process names of the agents to watch (JSON list)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,16 +117,28 @@ class SamplerService:
         self._last_report = time.monotonic()
         self._last_poll = float("-inf")
 
-    async def poll(self, now: float) -> None:
+    def poll(self, now: float) -> None:
+        """Ask the collector for its view (blocking: runs in the tick's worker thread)."""
         since_us = int((now - self.cfg.sessions_window_s) * 1e6)
         try:
-            view = await asyncio.to_thread(fetch_view, self.collector_url, since_us=since_us,
-                                           timeout_s=self.cfg.collector_timeout_s)
+            view = fetch_view(self.collector_url, since_us=since_us,
+                              timeout_s=self.cfg.collector_timeout_s)
         except TransientError:
             self.metrics.collector_errors.inc()
             self.sampler.view_unavailable()
             return
         self.sampler.set_view(view, time.time())
+
+    def step(self, now: float, full: bool) -> int:
+        """One iteration, in one worker thread: list processes, ask the collector when due (or
+        when a new child of an agent waits for its call), measure and publish."""
+        self.sampler.observe(now)
+        since_poll = now - self._last_poll
+        if since_poll >= self.cfg.interval_s or (
+                self.sampler.wants_view() and since_poll >= self.cfg.command_interval_s):
+            self._last_poll = now
+            self.poll(now)
+        return self.tick(now, full)
 
     def tick(self, now: float, full: bool) -> int:
         kind = "full" if full else "fast"
@@ -165,23 +177,33 @@ class SamplerService:
                                                 "agents_resolved": stats.agents_resolved})
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Sample in a thread of its own until ``stop``: a tick is synchronous /proc reading,
+        and handing each one to a pool thread cost more CPU than the tick itself (measured)."""
+        done = threading.Event()
+        worker = asyncio.create_task(asyncio.to_thread(self.run_blocking, done))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.set()
+            stopper.cancel()
+            await worker
+
+    def run_blocking(self, stop: threading.Event) -> None:
         interval, fast = self.cfg.interval_s, self.cfg.command_interval_s
         next_full = time.time()
         while not stop.is_set():
             now = time.time()
-            await asyncio.to_thread(self.sampler.observe, now)
-            since_poll = time.time() - self._last_poll
-            if since_poll >= interval or (self.sampler.wants_view() and since_poll >= fast):
-                self._last_poll = time.time()
-                await self.poll(now)
             full = now >= next_full
-            await asyncio.to_thread(self.tick, now, full)
+            try:
+                self.step(now, full)
+            except Exception:
+                log.exception("sampler tick failed")  # the next tick starts from a fresh look
             if full:
                 next_full = max(next_full + interval, now)
             hurry = self.sampler.busy() or self.sampler.wants_view()
             wait = min(next_full, time.time() + fast) if hurry else next_full
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(0.0, wait - time.time()))
+            stop.wait(max(0.0, wait - time.time()))
 
     def health(self) -> dict[str, Any]:
         stalled = time.monotonic() - self.last_tick > 10 * self.cfg.interval_s + 5
