@@ -23,6 +23,7 @@ from typing import Any
 
 from reliability_harness import Pipeline, wait_until
 
+from pipeline.serde import AvroSerde
 from pipeline.settings import ClickHouseSettings
 from producers.simulator.driver import Driver, DriveStats, Target
 from producers.simulator.script import SessionScript
@@ -183,9 +184,12 @@ def settled(line: Pipeline, expected: dict[str, int]) -> bool:
                for s, n in expected.items())
 
 
-def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool = True) -> None:
+def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool = True,
+                 events_topic_exact: bool = True) -> None:
     """Per session: expected = distinct = rows in ClickHouse = recording lines; no duplicates.
-    ``all_sessions``: ClickHouse and the events topic hold nothing else."""
+    ``all_sessions``: ClickHouse holds nothing else. ``events_topic_exact``: the committed events
+    topic holds each expected event exactly once (the worker's exactly-once, not only the sinks'
+    dedupe by event_id)."""
     wait_until(lambda: settled(line, expected), SETTLE_TIMEOUT_S,
                "ClickHouse and the archive to hold every expected event")
     in_ch = ch_event_ids(line)
@@ -201,10 +205,14 @@ def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool
         assert len(recording) == n
         assert set(recording) == set(rows), f"{session}: archive and ClickHouse hold other events"
         assert view.manifests[session]["events"] == n and view.manifests[session]["ended"]
-    if all_sessions:
+    if all_sessions and events_topic_exact:
         # Everything the worker published is accounted for, exactly once.
         events = topic_messages(line.kafka_bootstrap, line.topics["events"], committed_only=True)
-        assert len(events) == sum(expected.values())
+        ids = [AvroSerde().decode_event(m.value())["event_id"] for m in events]
+        doubled = duplicates(ids)
+        assert len(events) == sum(expected.values()) and not doubled, (
+            f"events topic: {len(events)} messages, {len(set(ids))} distinct, expected "
+            f"{sum(expected.values())}; {len(doubled)} event ids more than once")
 
 
 # --- Leaks ----------------------------------------------------------------------------------
