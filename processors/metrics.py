@@ -27,6 +27,11 @@ class WorkerMetrics:
         self.redacted_fields = Counter(
             "agentwatch_worker_redacted_fields", "Fields the redactor rewrote.", registry=r,
         )
+        self.rewound = Counter(
+            "agentwatch_worker_rewound_skipped",
+            "Messages Faust delivered again after a rebalance rewind, already produced: skipped.",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "agentwatch_worker_batch_seconds",
             "Wall time of one batch: process, produce and ack.",

@@ -17,7 +17,7 @@ from typing import Any
 import faust
 
 from processors.deadletters import SourceMeta
-from processors.delivery import CommitGate, Output, OutputRouter
+from processors.delivery import CommitGate, Completed, Output, OutputRouter
 from processors.metrics import WorkerMetrics
 from processors.topics import WorkerTopics
 from processors.validate import CleanEvent, EventProcessor
@@ -48,6 +48,8 @@ def attach_redact_agent(
 ) -> Any:
     """Register the agent on ``app``; returns the Faust agent."""
 
+    done = Completed()
+
     async def redact(stream: Any) -> None:
         gate.install(app.consumer)
         router = OutputRouter(app)
@@ -72,17 +74,22 @@ def attach_redact_agent(
 
     async def _handle(batch: list[Any], stream: Any, router: OutputRouter) -> None:
         started = time.perf_counter()
-        outcomes = await _process(processor, batch)
+        fresh = [event for event in batch if not done.seen(event.message, router)]
+        if len(fresh) < len(batch):
+            metrics.rewound.inc(len(batch) - len(fresh))
+        outcomes = await _process(processor, fresh)
         outputs = [
             Output(config.events_topic if isinstance(outcome, CleanEvent) else config.dlq_topic,
                    outcome.key, outcome.value, event.message.tp)
-            for event, outcome in zip(batch, outcomes, strict=True)
+            for event, outcome in zip(fresh, outcomes, strict=True)
         ]
         async with gate.sending():
             futures = await router.send_many(outputs)
             # A failed delivery raises here, before any input is acked: the batch is not
             # committed and the worker restarts from the last commit.
             await asyncio.gather(*futures)
+            for event in fresh:
+                done.record(event.message, router)
             for event in batch:
                 await stream.ack(event)
         # From here the batch is complete: Faust's commit timer (worker.commit_interval_ms,

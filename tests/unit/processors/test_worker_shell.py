@@ -223,3 +223,21 @@ def test_worker_is_built_from_settings_without_touching_kafka(tmp_path: Any) -> 
     assert app.conf.producer_max_request_size > 2 * 1024 * 1024
     assert AGENT_NAME in app.agents
     assert app.agents[AGENT_NAME].concurrency == 1
+
+
+def test_completed_skips_a_rewound_message_only_while_its_transaction_line_lives() -> None:
+    from processors.delivery import Completed
+
+    app = _app(True)
+    first, second = object(), object()
+    app.producer._transaction_producers = {"aw-worker-0-3": first}
+    router = OutputRouter(app)
+    done = Completed()
+    msg = lambda offset: SimpleNamespace(tp=TP("ingest", 3), offset=offset)  # noqa: E731
+    for offset in (10, 11, 12):
+        assert not done.seen(msg(offset), router)
+        done.record(msg(offset), router)
+    assert done.seen(msg(11), router) and done.seen(msg(12), router)  # Faust rewound: skip
+    assert not done.seen(msg(13), router)
+    app.producer._transaction_producers["aw-worker-0-3"] = second  # revoked and re-assigned
+    assert not done.seen(msg(11), router)  # the old transaction was abandoned: process again
