@@ -116,6 +116,8 @@ class SamplerService:
         self.last_tick = time.monotonic()
         self._last_report = time.monotonic()
         self._last_poll = float("-inf")
+        self._snapshot: dict[str, Any] = {"agents": 0, "agents_resolved": 0, "calls_tracked": 0,
+                                          "calls_unseen": 0, "events": {}}
 
     def poll(self, now: float) -> None:
         """Ask the collector for its view (blocking: runs in the tick's worker thread)."""
@@ -169,6 +171,12 @@ class SamplerService:
         self.metrics.agents_resolved.set(stats.agents_resolved)
         self.metrics.calls.set(len(self.sampler.calls.tracked))
         self.metrics.calls_unseen.set(self.sampler.calls.unseen)
+        # /health runs on the event loop: it reads this snapshot, never the sampler's own state.
+        self._snapshot = {
+            "agents": stats.agents, "agents_resolved": stats.agents_resolved,
+            "calls_tracked": len(self.sampler.calls.tracked),
+            "calls_unseen": self.sampler.calls.unseen, "events": dict(stats.events),
+            "self_cpu_pct": round(self.meter.cpu_pct, 3), "self_rss_bytes": self.meter.rss_bytes}
         if time.monotonic() - self._last_report >= _REPORT_EVERY_S:
             self._last_report = time.monotonic()
             log.info("sampler overhead", extra={"cpu_pct": round(self.meter.cpu_pct, 3),
@@ -207,16 +215,9 @@ class SamplerService:
 
     def health(self) -> dict[str, Any]:
         stalled = time.monotonic() - self.last_tick > 10 * self.cfg.interval_s + 5
-        stats = self.sampler.stats
-        return {
-            "healthy": self.publisher.healthy() and not stalled,
-            "agents": stats.agents, "agents_resolved": stats.agents_resolved,
-            "calls_tracked": len(self.sampler.calls.tracked),
-            "calls_unseen": self.sampler.calls.unseen,
-            "events": dict(stats.events), "collector": self.collector_url,
-            "self_cpu_pct": round(self.meter.cpu_pct, 3), "self_rss_bytes": self.meter.rss_bytes,
-            "spool_backlog_events": self.publisher.backlog(),
-        }
+        return {"healthy": self.publisher.healthy() and not stalled, **self._snapshot,
+                "collector": self.collector_url,
+                "spool_backlog_events": self.publisher.backlog()}
 
 
 # -- the command ------------------------------------------------------------------------------

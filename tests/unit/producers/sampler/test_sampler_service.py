@@ -93,7 +93,7 @@ async def test_the_loop_samples_publishes_and_reports(tmp_path: Path) -> None:
     task = asyncio.create_task(service.run(stop))
     try:
         deadline = time.monotonic() + 20
-        while service.sampler.stats.events.get("resource.sample", 0) < 2:
+        while service.health()["events"].get("resource.sample", 0) < 2:
             assert time.monotonic() < deadline, "no resource samples"
             host.now = time.time()
             host.burn(agent, 0.001)
