@@ -116,11 +116,9 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
         ),
         metrics=metrics, gate=CommitGate(),
     )
-    from processors.patterns.agent import attach_pattern_agent
-    from processors.widgets.agent import attach_widget_agent
+    from processors.aggregates import attach_aggregates_agent
 
-    aggregates = [attach_widget_agent(app, topics, settings, metrics.registry),
-                  attach_pattern_agent(app, topics, settings, metrics.registry)]
+    aggregates = [attach_aggregates_agent(app, topics, settings, metrics.registry)]
     http = HttpEndpoint(
         health_check(app, [agent, *aggregates], metrics, settings.worker.processing_guarantee,
                      settings.topics.ingest),

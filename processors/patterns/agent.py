@@ -1,9 +1,10 @@
-"""The patterns agent: events -> detectors over per-session state (table) -> PatternAlerts.
+"""Pattern side of the aggregates agent: events -> detectors over per-session state -> PatternAlerts.
 
-Thin Faust shell around ``PatternProcessor``; like the widgets agent it acks a batch only after
-Kafka acknowledged its alerts and changelog writes, and a timer looks for stalled sessions (a
-stall is the absence of events, so no event can trigger it). Alert ids are deterministic and the
-state carries a replay guard: reprocessing after a crash neither repeats nor loses an alert.
+``PatternShell`` wires ``PatternProcessor`` to its changelogged table and to the patterns
+topic; ``processors/aggregates.py`` drives it from the one aggregates agent. A timer looks for
+stalled sessions (a stall is the absence of events, so no event can trigger it). Alert ids are
+deterministic and the state carries a replay guard: reprocessing after a crash neither loses an
+alert nor makes a new one (a repeated alert keeps its id; consumers de-duplicate).
 """
 
 from __future__ import annotations
@@ -13,22 +14,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from mode import CrashingSupervisor
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.model import PATTERN_ALERT
 from pipeline.serde import AvroSerde, serde_from_settings
 from pipeline.settings import PatternSettings, Settings
-from processors.checkpoint import Checkpointer, before_wait_empty
+from processors.checkpoint import Checkpointer
 from processors.patterns.detectors import PatternConfig
 from processors.patterns.processor import PatternProcessor
 from processors.tables import PATTERN_TABLE, ChangelogStore, owned_partitions, state_table
-from processors.topics import WorkerTopics
 
 log = logging.getLogger(__name__)
-
-AGENT_NAME = "agentwatch.patterns"
-YIELD_EVERY = 128
 
 
 def pattern_config(s: PatternSettings) -> PatternConfig:
@@ -63,27 +59,41 @@ class PatternShell:
     checkpoints: Checkpointer
     metrics: PatternMetrics
 
-    async def send(self, alerts: list[dict[str, Any]]) -> None:
-        for alert in alerts:
-            # The plain producer, key = session_id, default (murmur2) partitioner; see
-            # processors/widgets/agent.py for why not Topic.send.
-            self.checkpoints.output(await self.app.producer.send(
-                self.patterns_topic, alert["session_id"].encode(),
-                self.serde.encode(PATTERN_ALERT, alert), None, None, None))
-            self.metrics.alerts.labels(alert["pattern"]).inc()
+    def fold(self, event: Any) -> list[dict[str, Any]]:
+        msg = event.message
+        skipped = self.processor.skipped
+        alerts = self.processor.fold(msg.partition, msg.offset, event.value)
+        self.metrics.skipped.inc(self.processor.skipped - skipped)
+        return alerts
 
-    async def checkpoint(self) -> None:
-        held, outputs = self.checkpoints.take()
-        self.processor.persist(owned_partitions(self.app, self.events_topic))
-        await asyncio.gather(*await self.store.write(), *outputs)
-        for stream, event in held:
-            await stream.ack(event)
+    def send_soon(self, alerts: list[dict[str, Any]]) -> None:
+        """Queue the alerts; their delivery joins the outputs of the next checkpoint *now*, in
+        the same step as the fold that raised them, so no state snapshot can record an alert
+        as fired without also waiting for its delivery."""
+        if alerts:
+            self.checkpoints.output(asyncio.ensure_future(self._deliver(alerts)))
+            for alert in alerts:
+                self.metrics.alerts.labels(alert["pattern"]).inc()
         self.metrics.live.set(self.processor.live_sessions())
 
+    async def _deliver(self, alerts: list[dict[str, Any]]) -> None:
+        # The plain producer, key = session_id, default (murmur2) partitioner; see
+        # processors/widgets/agent.py for why not Topic.send.
+        futures = [await self.app.producer.send(
+            self.patterns_topic, alert["session_id"].encode(),
+            self.serde.encode(PATTERN_ALERT, alert), None, None, None) for alert in alerts]
+        await asyncio.gather(*futures)
 
-def attach_pattern_agent(app: Any, topics: WorkerTopics, settings: Settings,
-                         registry: CollectorRegistry) -> Any:
-    """Register the pattern table, agent, checkpoint and stall timers on ``app``; returns the agent."""
+    async def check_stalls(self) -> None:
+        alerts = self.processor.check_stalls(owned_partitions(self.app, self.events_topic))
+        if alerts:
+            log.info("stalled sessions", extra={"sessions": [a["session_id"] for a in alerts]})
+        self.send_soon(alerts)
+
+
+def build_pattern_shell(app: Any, settings: Settings, registry: CollectorRegistry,
+                        checkpoints: Checkpointer) -> PatternShell:
+    """The pattern table (with its recovery callback), the shell and its stall timer."""
     conf = settings.patterns
     table = state_table(app, PATTERN_TABLE, settings.topics.partitions,
                         "Failure-pattern detector state per session (windows, replay guard).")
@@ -92,46 +102,13 @@ def attach_pattern_agent(app: Any, topics: WorkerTopics, settings: Settings,
         app=app, serde=serde_from_settings(settings), events_topic=settings.topics.events,
         patterns_topic=settings.topics.patterns,
         processor=PatternProcessor(store, pattern_config(conf), notifications=conf.notifications),
-        store=store,
-        checkpoints=Checkpointer(settings.widgets.checkpoint_interval_ms / 1000.0,
-                                 settings.widgets.checkpoint_max_events),
-        metrics=PatternMetrics(registry))
-
-    async def patterns(stream: Any) -> None:
-        before_wait_empty(app.consumer, shell.checkpoint)
-        manual = stream.noack()
-        n = 0
-        async for event in manual.events():
-            msg = event.message
-            skipped = shell.processor.skipped
-            alerts = shell.processor.fold(msg.partition, msg.offset, event.value)
-            shell.metrics.skipped.inc(shell.processor.skipped - skipped)
-            shell.checkpoints.hold(manual, event)
-            if alerts:
-                await shell.send(alerts)
-            n += 1
-            if shell.checkpoints.held >= shell.checkpoints.max_held:
-                await shell.checkpoint()
-            elif n % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-
-    async def tick() -> None:
-        if shell.checkpoints.due():
-            await shell.checkpoint()
-
-    async def stalls() -> None:
-        alerts = shell.processor.check_stalls(owned_partitions(app, settings.topics.events))
-        if alerts:
-            log.info("stalled sessions", extra={"sessions": [a["session_id"] for a in alerts]})
-            await shell.send(alerts)
+        store=store, checkpoints=checkpoints, metrics=PatternMetrics(registry))
 
     async def recovered() -> None:
         n = shell.processor.resume(store.items())
         log.info("pattern state recovered", extra={"live_sessions": n})
 
     table.on_recover(recovered)
-    app.timer(interval=settings.widgets.flush_tick_ms / 1000.0,
-              name="agentwatch.patterns.checkpoint")(tick)
-    app.timer(interval=conf.stall_check_interval_s, name="agentwatch.patterns.stalls")(stalls)
-    return app.agent(topics.events, name=AGENT_NAME, concurrency=1,
-                     supervisor_strategy=CrashingSupervisor)(patterns)
+    app.timer(interval=conf.stall_check_interval_s,
+              name="agentwatch.patterns.stalls")(shell.check_stalls)
+    return shell
