@@ -25,7 +25,9 @@ import aiohttp
 import pytest
 from collector_support import collector_settings, consume, running_collector, topic_size
 
+from pipeline.redaction import Redactor
 from pipeline.settings import Settings
+from processors.widgets.reducers import apply, new_state, render
 from producers.publisher import EventPublisher
 from producers.sampler.main import SamplerService
 
@@ -188,3 +190,16 @@ async def test_a_bash_call_carries_the_peak_rss_and_cpu_time_its_process_measure
     assert any(e["payload"][1]["domain"] == "127.0.0.1" and e["tool_use_id"] == tool_use_id
                and e["metadata"]["remote_port"] == str(sink_port) for e in connections)
     assert "127.0.0.1" in body["network_requests"]
+
+    # The dashboard's widgets over these real events, redacted as the worker does.
+    redactor = Redactor()
+    state = new_state(session_id)
+    for event in sorted(events, key=lambda e: e["timestamp"]):
+        apply(state, redactor.redact_event(event))
+    usage = render(state, "resource_usage")
+    assert usage["peak_memory_mib"] >= 200 and usage["series"]
+    assert usage["memory_limit_mib"] and usage["cpu_limit_pct"]
+    trace = render(state, "network_trace")
+    assert any(d["domain"] == "127.0.0.1" and d["requests"] >= 1 for d in trace["by_domain"])
+    assert render(state, "session_summary")["counts"]["commands"] == 1
+    assert state["cost"]["cpu_ms"] == body["cpu_user_ms"] + body["cpu_system_ms"]
