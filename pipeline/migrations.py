@@ -75,8 +75,8 @@ def apply_migrations(
     db = database or ch.database
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", db):
         raise ValueError(f"invalid ClickHouse database name: {db!r}")
+    conn = client(ch)
     try:
-        conn = client(ch)
         conn.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
@@ -95,7 +95,10 @@ def apply_migrations(
                 [(mig.version, mig.name)],
             )
             applied.append(mig.name)
-        conn.disconnect()
         return applied
     except (ClickHouseError, OSError, EOFError) as exc:
         raise TransientError(f"ClickHouse migration failed: {exc}") from exc
+    finally:
+        # Also on the error path: an unclosed socket outlives the call (and fails pytest's
+        # unraisable-exception check).
+        conn.disconnect()
