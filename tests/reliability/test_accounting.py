@@ -93,3 +93,33 @@ def test_worker_sigkill_mid_run_loses_and_duplicates_nothing(pipeline: Pipeline)
     assert_exact(pipeline, expected_per_session(scripts))
     _assert_clean_exit(pipeline)
     _assert_no_canary(pipeline, scripts)
+
+
+def test_sinks_sigkill_mid_run_lose_and_duplicate_nothing(pipeline: Pipeline) -> None:
+    scripts = _scripts()
+    sinks = [pipeline.components["clickhouse_sink"], pipeline.components["archive_sink"]]
+    outcome: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            outcome["stats"] = drive(pipeline.collector_url, scripts, rate=RATE)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    # Kill both sinks once they have written something, with the rest of the run still coming.
+    written = "agentwatch_sink_records_written_total{"
+    wait_until(lambda: all(s.metric_sum(written) >= 20 for s in sinks), 60,
+               "both sinks to write their first records", interval_s=0.05)
+    for sink in sinks:
+        sink.kill()
+    assert sender.is_alive(), "the kill came after the end of the run"
+    for sink in sinks:
+        assert sink.exit_codes == [-9]
+        sink.start()
+    sender.join(180)
+    assert not sender.is_alive() and "error" not in outcome, outcome.get("error")
+    assert_exact(pipeline, expected_per_session(scripts))
+    _assert_clean_exit(pipeline)
+    _assert_no_canary(pipeline, scripts)
