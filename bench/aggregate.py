@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -153,13 +154,14 @@ def widget_reader(topic: str) -> Consumer:
 def summaries(reader: Consumer, serde: AvroSerde, timeout: float) -> list[tuple[float, str, int]]:
     """(arrival monotonic time, session, events folded) of session_summary updates."""
     out = []
-    for msg in reader.consume(num_messages=5000, timeout=timeout):
-        if msg.error() is not None:
+    batch = reader.consume(num_messages=5000, timeout=timeout)
+    arrived = time.monotonic()
+    for msg in batch:
+        # The key names the widget: skip decoding the others (the reader must keep up).
+        if msg.error() is not None or not (msg.key() or b"").endswith(b"/session_summary"):
             continue
-        arrived = time.monotonic()
         _n, rec = serde.decode(msg.value())
-        if rec["widget"] == "session_summary":
-            out.append((arrived, rec["session_id"], json.loads(rec["data_json"])["events"]))
+        out.append((arrived, rec["session_id"], json.loads(rec["data_json"])["events"]))
     return out
 
 
@@ -222,40 +224,65 @@ def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[st
     # would add its own lag to every delay.
     while summaries(reader, serde, 1.0) or not reader.assignment():
         pass
+    # The reader runs in its own thread, so the paced producer never delays its reads.
+    seen: list[tuple[float, str, int]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.extend(summaries(reader, serde, 0.05))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
     p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 1, "partitioner": "murmur2_random"})
     sent: dict[str, list[float]] = {}
-    pending: dict[str, int] = {}
-    delays: list[float] = []
     gap = 1.0 / args.rate
     start = time.monotonic()
     for i, (sid, value) in enumerate(events):
-        target = start + i * gap
-        while time.monotonic() < target:
-            for arrived, s, n in summaries(reader, serde, 0):
-                _match(sent, pending, delays, arrived, s, n)
-            p.poll(0)
-            time.sleep(min(0.0005, max(0.0, target - time.monotonic())))
+        wait = start + i * gap - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         sent.setdefault(sid, []).append(time.monotonic())
         p.produce(f"{worker.prefix}.events", key=sid.encode(), value=value)
+        p.poll(0)
     p.flush(30)
-    deadline = time.monotonic() + 10
-    while len(delays) < len(events) and time.monotonic() < deadline:
-        for arrived, s, n in summaries(reader, serde, 0.2):
-            _match(sent, pending, delays, arrived, s, n)
+    want = {sid: len(times) for sid, times in sent.items()}
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        top: dict[str, int] = {}
+        for _a, sid, n in list(seen):
+            top[sid] = max(top.get(sid, 0), n)
+        if all(top.get(sid, 0) >= n for sid, n in want.items()):
+            break
+        time.sleep(0.2)
+    stop.set()
+    thread.join()
     reader.close()
+    pending: dict[str, int] = {}
+    delays: list[float] = []
+    by_time: list[tuple[float, float]] = []
+    for arrived, sid, n in sorted(seen):
+        _match(sent, pending, delays, arrived, sid, n, by_time)
     delays.sort()
     q = statistics.quantiles(delays, n=100)
+    # Per second of the run: shows whether the tail is steady or one stall.
+    seconds: dict[int, list[float]] = {}
+    for sent_at, d in by_time:
+        seconds.setdefault(int(sent_at - start), []).append(d)
+    worst = {k: round(max(v) * 1000) for k, v in sorted(seconds.items())}
     return {"events": len(events), "matched": len(delays), "rate_per_s": args.rate,
             "p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
-            "max_ms": round(delays[-1] * 1000, 1)}
+            "max_ms": round(delays[-1] * 1000, 1), "worst_ms_by_second": worst}
 
 
 def _match(sent: dict[str, list[float]], pending: dict[str, int], delays: list[float],
-           arrived: float, sid: str, n: int) -> None:
+           arrived: float, sid: str, n: int, by_time: list[tuple[float, float]] | None = None) -> None:
     times = sent.get(sid, [])
     i = pending.get(sid, 0)
     while i < min(n, len(times)):
         delays.append(arrived - times[i])
+        if by_time is not None:
+            by_time.append((times[i], arrived - times[i]))
         i += 1
     pending[sid] = i
 
