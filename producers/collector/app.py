@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry
 
 from pipeline.privacy import USER_HEADER, ConsentCache, Telemetry, default_user_id
@@ -66,6 +68,15 @@ async def _read(request: web.Request, endpoint: str, intake: Intake) -> bytes:
         log.warning("request rejected", extra={"endpoint": endpoint, "status": 413,
                                                "reason": "too_large"})
         raise
+    except RequestPayloadError as exc:
+        # A body that does not decode with its Content-Encoding is the client's fault: 400 with
+        # a reason, never a 500.
+        rejected = RequestRejectedError(
+            400, "bad_content_encoding", f"body does not match Content-Encoding: {exc}")
+        _rejection(endpoint, rejected, intake.metrics)
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": rejected.reason, "detail": rejected.detail}),
+            content_type="application/json") from exc
 
 
 async def hooks_handler(request: web.Request) -> web.Response:

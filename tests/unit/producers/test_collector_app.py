@@ -205,3 +205,19 @@ async def test_health_and_metrics(start: Callable[..., Any]) -> None:
     text = await (await h.client.get("/metrics")).text()
     assert "agentwatch_producer_produce_latency_seconds_bucket" in text
     assert "agentwatch_collector_request_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("path", ["/hooks", "/v1/logs"])
+async def test_bodies_that_do_not_match_their_content_encoding_get_400(
+    start: Callable[..., Any], encoding: str, path: str
+) -> None:
+    h = await start()
+    # aiohttp closes a connection whose body failed to decode; the next request needs a new one.
+    for _ in range(2):
+        resp = await h.client.post(path, data=b"definitely not compressed",
+                                   headers={"Content-Encoding": encoding, "Connection": "close",
+                                            "Content-Type": "application/json"})
+        assert resp.status == 400, (path, encoding, resp.status)
+        assert (await resp.json())["error"] == "bad_content_encoding"
+    assert (await h.client.get("/health")).status == 200
