@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
                             help="3 starts the 3-broker cluster (ports 9092/9094/9096, RF 3)")
     elif name == "status":
         parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.add_argument("--services-only", action="store_true",
+                            help="only Kafka, ClickHouse and S3 (after `up --services-only`)")
     elif name == "migrate":
         parser.add_argument("--database", default=None, help="target database (default: settings)")
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             print("agentwatch: stopped " + (", ".join(stopped) if stopped else "nothing"))
             return 0
         case "status":
-            report = stack.status()
+            report = stack.status(services_only=args.services_only)
             if args.json:
                 print(report.to_json())
             else:

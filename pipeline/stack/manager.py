@@ -149,7 +149,7 @@ class LocalStack:
         return stopped
 
     # -- status --------------------------------------------------------------------------
-    def status(self) -> StackReport:
+    def status(self, *, services_only: bool = False) -> StackReport:
         report = StackReport()
         kafka_procs = [self.kafka.process(n) for n in self.kafka.nodes()]
         kafka_ok = self.kafka.healthy()
@@ -165,7 +165,7 @@ class LocalStack:
                 "s3", self.s3.healthy(), self.s3.process.is_running(), self.s3.process.pid(),
                 self.s3.endpoint))
         for spec in COMPONENTS:
-            if not spec.available():
+            if services_only or not spec.available():
                 continue
             proc = self._component_process(spec)
             url = spec.health_url(self.settings)
