@@ -234,7 +234,8 @@ def slow_test(state: State, event: Event, cfg: PatternConfig) -> list[Alert]:
     alerts: list[Alert] = []
     if len(history) >= cfg.slow_test_min_samples:
         median = statistics.median(history)
-        if duration > cfg.slow_test_factor * median:
+        # A suite whose runs report 0 ms has no meaningful median to be slow against.
+        if median > 0 and duration > cfg.slow_test_factor * median:
             if not suite["active"]:
                 suite["active"] = True
                 alerts.append(_make_alert(

@@ -199,3 +199,8 @@ def test_a_failed_build_reported_as_command_and_build_counts_once() -> None:
     alerts = run(events)
     assert patterns(alerts) == ["compile_fix_loop"]
     assert len(alerts[0]["evidence_event_ids"]) == 4
+
+
+def test_slow_test_with_a_zero_median_does_not_crash_or_fire() -> None:
+    # Seen in CI: a simulator suite whose runs all reported 0 ms crashed the worker.
+    assert patterns(run([*[timed(0, m) for m in range(5)], timed(40, 6)])) == []

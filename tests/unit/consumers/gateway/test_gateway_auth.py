@@ -23,9 +23,11 @@ SECRET = "unit-test-secret-0123456789abcdef"
 
 
 def claims(**over: Any) -> dict[str, Any]:
+    # Parametrize builds these at collection time, possibly many minutes before the test runs:
+    # a short lifetime would turn every refusal reason into "expired".
     now = int(time.time())
     return {"sub": "alice", "role": "viewer", "aud": "agentwatch", "iss": "agentwatch",
-            "iat": now, "exp": now + 600, **over}
+            "iat": now, "exp": now + 7 * 24 * 3600, **over}
 
 
 def hs() -> Authenticator:
