@@ -9,14 +9,12 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from email import message_from_bytes
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from alert_it_helpers import Hook, Mailbox, alert, free_port
+from alerting_peers import Hook, Mailbox, alert, free_port
 from confluent_kafka import Consumer, Producer
 
 from pipeline.model import PATTERN_ALERT
@@ -24,52 +22,6 @@ from pipeline.serde import AvroSerde
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[Hook]:
-    port = free_port()
-    hook = Hook(url=f"http://127.0.0.1:{port}/hook")
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.json()
-        hook.posts += 1
-        if hook.status_for.get(body.get("alert_id")):
-            return web.Response(status=hook.status_for[body["alert_id"]], text="refused")
-        if hook.fail_first > 0:
-            hook.fail_first -= 1
-            return web.Response(status=503, text="busy")
-        hook.received.append(body)
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield hook
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[Mailbox]:
-    from aiosmtpd.controller import Controller
-
-    box = Mailbox(port=free_port())
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            box.messages.append(message_from_bytes(envelope.content))
-            return "250 OK"
-
-    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
 
 
 def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:

@@ -4,7 +4,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from alert_helpers import alert
+from alerting_peers import alert
 from prometheus_client import CollectorRegistry
 
 from consumers.alerting.channels import TerminalChannel, slack_payload

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alert_helpers import Hook, Mailbox, alert, free_port
+from alerting_peers import Hook, Mailbox, alert, free_port
 
 from consumers.alerting.email import EmailDigestChannel, SmtpConfig
 from consumers.alerting.webhook import WebhookChannel
