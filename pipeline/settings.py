@@ -306,6 +306,8 @@ class GatewaySettings(HttpServiceSettings):
     """WebSocket ping interval; a client that does not answer is closed."""
     patterns_lookback_s: float = Field(default=24 * 3600.0, ge=0)
     """How far back the gateway reads the (not compacted) patterns topic at start."""
+    partition_refresh_s: float = Field(default=30.0, gt=0)
+    """How often the gateway looks for partitions added to the widgets and patterns topics."""
     pattern_alerts_per_session: int = Field(default=50, ge=1)
     """Most recent pattern alerts kept per session for the pattern_alerts widget."""
     tls_cert: Path | None = None

@@ -161,7 +161,8 @@ async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
     s = gw.settings
     gw.feed = WidgetFeed(s.kafka, s.topics.widgets, s.topics.patterns, store=gw.store,
                          serde=serde_from_settings(s), metrics=gw.metrics,
-                         patterns_lookback_s=s.gateway.patterns_lookback_s)
+                         patterns_lookback_s=s.gateway.patterns_lookback_s,
+                         partition_refresh_s=s.gateway.partition_refresh_s)
     task = asyncio.get_running_loop().create_task(gw.feed.run(), name="gateway.feed")
     yield
     task.cancel()

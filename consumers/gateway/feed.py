@@ -3,8 +3,11 @@ patterns topic from a look-back), folded into the ``WidgetStore``.
 
 Manual assignment, no consumer group and no commits: every gateway instance reads everything,
 so any instance can serve any session behind a load balancer, and a restart rebuilds the state
-from the compacted topic. Read committed, because the worker writes widget updates inside its
-Kafka transactions. Kafka being away never stops the HTTP side: the loop retries.
+from the compacted topic. Manual assignment does not follow partitions added later, so the
+cluster metadata is re-read every ``partition_refresh_s`` and new partitions are assigned from
+their beginning (they are new: everything in them is unseen). Read committed, because the worker
+writes widget updates inside its Kafka transactions. Kafka being away never stops the HTTP side:
+the loop retries.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
 class WidgetFeed:
     def __init__(self, kafka: KafkaSettings, widgets_topic: str, patterns_topic: str | None, *,
                  store: WidgetStore, serde: AvroSerde, metrics: GatewayMetrics,
-                 patterns_lookback_s: float = 86400.0) -> None:
+                 patterns_lookback_s: float = 86400.0, partition_refresh_s: float = 30.0) -> None:
         self.kafka = kafka
         self.widgets_topic = widgets_topic
         self.patterns_topic = patterns_topic
@@ -63,6 +66,7 @@ class WidgetFeed:
         self.serde = serde
         self.metrics = metrics
         self.lookback_s = patterns_lookback_s
+        self.refresh_s = partition_refresh_s
         self.status = FeedStatus()
 
     async def run(self) -> None:
@@ -104,6 +108,37 @@ class WidgetFeed:
         self.status.partitions = len(widget_tps)
         return widget_tps
 
+    async def _add_new_partitions(self, consumer: Any) -> list[Any]:
+        """Assign partitions the topics gained since the last look; returns the new widget ones.
+
+        ``assign`` replaces the whole assignment and forgets positions, so the partitions already
+        read are put back where the application had consumed them (prefetched records are
+        dropped and fetched again)."""
+        from aiokafka import TopicPartition
+
+        try:
+            counts = await asyncio.to_thread(self._partition_counts)
+        except Exception as exc:
+            # Not worth restarting the reader (and re-reading every partition) over: next time.
+            log.warning("partition refresh failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return []
+        held: list[Any] = sorted(consumer.assignment())
+        known = {(tp.topic, tp.partition) for tp in held}
+        added = [TopicPartition(topic, p) for topic in (self.widgets_topic, self.patterns_topic)
+                 if topic for p in range(counts.get(topic, 0)) if (topic, p) not in known]
+        if not added:
+            return []
+        positions = {tp: await consumer.position(tp) for tp in held}
+        consumer.assign(held + added)
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        await consumer.seek_to_beginning(*added)
+        new_widget_tps = [tp for tp in added if tp.topic == self.widgets_topic]
+        self.status.partitions += len(new_widget_tps)
+        log.info("new partitions assigned", extra={
+            "partitions": [f"{tp.topic}/{tp.partition}" for tp in added]})
+        return new_widget_tps
+
     def _partition_counts(self) -> dict[str, int]:
         """Partitions per topic from the cluster metadata (aiokafka only reports topics it is
         subscribed to, and manual assignment needs the count first)."""
@@ -131,7 +166,19 @@ class WidgetFeed:
                 if tp not in pending:
                     self.store.live_partitions.add(tp.partition)
             self._check_caught_up(pending)
+            next_refresh = time.monotonic() + self.refresh_s
             while True:
+                if time.monotonic() >= next_refresh:
+                    added = await self._add_new_partitions(consumer)
+                    if added:
+                        # Live (gap-checked) once read up to their end as of now, like at start.
+                        ends = await consumer.end_offsets(added)
+                        for tp in added:
+                            if ends[tp] > 0:
+                                pending[tp] = ends[tp]
+                            else:
+                                self.store.live_partitions.add(tp.partition)
+                    next_refresh = time.monotonic() + self.refresh_s
                 batches = await consumer.getmany(timeout_ms=200, max_records=2000)
                 self.status.last_error = None
                 n = 0
