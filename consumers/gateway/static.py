@@ -20,6 +20,14 @@ async def index(_: web.Request) -> web.StreamResponse:
     return index_response()
 
 
+async def service_worker(_: web.Request) -> web.FileResponse:
+    # Served from the root, not /static/, so its scope covers the whole dashboard (/ and
+    # /sessions/{id}); no-cache so browsers check for a new worker on every visit.
+    return web.FileResponse(STATIC_DIR / "sw.js", headers={
+        "Cache-Control": "no-cache", "Content-Type": "text/javascript; charset=utf-8"})
+
+
 def add_static_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
+    app.router.add_get("/sw.js", service_worker)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)

@@ -1,8 +1,10 @@
 // agentwatch dashboard: plain ES module, no build step. Talks to the gateway's WebSockets
 // (/sessions, /sessions/{id}) with a short-lived token from POST /api/ws-token, keeps the last
 // known state in localStorage so it still shows something while disconnected, and reconnects
-// with exponential backoff.
+// with exponential backoff. A service worker (/sw.js) keeps the page itself, so a reload while
+// the gateway is unreachable still shows that last known state.
 import { renderCharts, destroyCharts } from "./charts.js";
+import { initPrivacy, showPrivacy } from "./privacy.js";
 
 const $ = (id) => document.getElementById(id);
 const CHART_WIDGETS = ["agent_timeline", "file_heatmap", "resource_usage", "network_trace"];
@@ -25,7 +27,8 @@ function readToken() {
 
 function parseRoute() {
   const m = location.hash.match(/^#\/session\/(.+)$/) || location.pathname.match(/^\/sessions\/(.+)$/);
-  return m ? { kind: "session", id: decodeURIComponent(m[1]) } : { kind: "overview" };
+  if (m) return { kind: "session", id: decodeURIComponent(m[1]) };
+  return location.hash.startsWith("#/privacy") ? { kind: "privacy" } : { kind: "overview" };
 }
 
 function authHeaders() { return { Authorization: `Bearer ${st.token}` }; }
@@ -42,7 +45,7 @@ async function api(method, path, body) {
 }
 
 function showLogin() {
-  $("login").hidden = false; $("overview").hidden = true; $("session").hidden = true;
+  $("login").hidden = false; $("overview").hidden = true; $("session").hidden = true; $("privacy").hidden = true;
   setConn(false, "signed out");
 }
 
@@ -325,6 +328,7 @@ function route() {
   $("login").hidden = true;
   $("overview").hidden = st.route.kind !== "overview";
   $("session").hidden = st.route.kind !== "session";
+  $("privacy").hidden = st.route.kind !== "privacy";
   destroyCharts();
   const cached = loadCache();
   if (st.route.kind === "session") {
@@ -333,12 +337,17 @@ function route() {
     renderSession();
   } else {
     st.sessions = cached || {}; renderOverview();
+    if (st.route.kind === "privacy") showPrivacy();
   }
   connect();
 }
 
 function init() {
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/sw.js").catch((err) => console.warn("no offline copy:", err));
+  }
   readToken();
+  initPrivacy(api, authHeaders);
   st.lowbw = localStorage.getItem("aw.lowbw") === "1";
   $("lowbw").checked = st.lowbw;
   document.body.classList.toggle("lowbw", st.lowbw);

@@ -13,7 +13,7 @@ from pipeline.settings import GatewaySettings, Settings
 
 DOC = Path(__file__).resolve().parents[4] / "consumers" / "gateway" / "openapi.json"
 WEBSOCKETS = {"/sessions", "/sessions/{session_id}"}
-NOT_API = {"/", "/static"}
+NOT_API = {"/", "/static", "/sw.js"}
 
 
 def test_openapi_matches_registered_routes(tmp_path: Path) -> None:
