@@ -397,6 +397,10 @@ class WidgetSettings(_Section):
     """Widget and pattern state is written to its changelog (and the events acked) this often."""
     checkpoint_max_events: int = Field(default=20_000, ge=1)
     """...or as soon as this many events wait for a checkpoint."""
+    replay_idle_timeout_s: float = Field(default=300.0, gt=0)
+    """A replay view (widgets rebuilt from topics.replay) is dropped after this long without events."""
+    replay_max_views: int = Field(default=64, ge=1)
+    """Replay views one worker holds at once; past it the least recently active one is dropped."""
 
 
 class PatternSettings(_Section):

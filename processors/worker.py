@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
 def _create_topics(settings: Any) -> None:
     from pipeline.topics import ensure_topics, topic_specs
 
-    own = {settings.topics.ingest, settings.topics.events, settings.topics.dlq}
+    own = {settings.topics.ingest, settings.topics.events, settings.topics.dlq,
+           settings.topics.replay}
     created = ensure_topics(
         settings.kafka, [s for s in topic_specs(settings.topics) if s.name in own]
     )
@@ -117,8 +118,10 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
         metrics=metrics, gate=CommitGate(),
     )
     from processors.aggregates import attach_aggregates_agent
+    from processors.replay_agent import attach_replay_agent
 
-    aggregates = [attach_aggregates_agent(app, topics, settings, metrics.registry)]
+    aggregates = [attach_aggregates_agent(app, topics, settings, metrics.registry),
+                  attach_replay_agent(app, settings, serde, metrics.registry)]
     http = HttpEndpoint(
         health_check(app, [agent, *aggregates], metrics, settings.worker.processing_guarantee,
                      settings.topics.ingest),

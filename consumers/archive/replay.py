@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-REPLAY_FLAG = "replay"
-REPLAY_ID = "replay_id"
+# The marks are shared with the worker's replay agent and the gateway (pipeline/replays.py);
+# re-exported so existing imports from here keep working.
+from pipeline.replays import REPLAY_FLAG, REPLAY_ID, is_replay
+
+__all__ = ["REPLAY_FLAG", "REPLAY_ID", "Clock", "ReplayResult", "SystemClock", "is_replay",
+           "mark_replay", "paced", "replay", "resolve_time", "schedule", "select"]
 
 
 class Clock(Protocol):
@@ -32,12 +36,6 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-def is_replay(event: Mapping[str, Any]) -> bool:
-    """True for an event that came out of a replay; live aggregates must skip these."""
-    metadata = event.get("metadata") or {}
-    return bool(metadata.get(REPLAY_FLAG) == "1")
 
 
 def mark_replay(event: Mapping[str, Any], replay_id: str) -> dict[str, Any]:
