@@ -134,3 +134,58 @@ async def test_dashboard_phone_and_desktop(pipeline: Pipeline) -> None:
     (ARTIFACTS / "latency.json").write_text(json.dumps(
         {"hook_posted_to_screen_s": latencies}, indent=2) + "\n")
     print("hook posted -> visible on the dashboard:", latencies)
+
+
+async def test_reload_without_the_gateway_shows_the_last_known_state(pipeline: Pipeline) -> None:
+    """Issue 9's offline display: the page itself comes from the service worker's cache and the
+    widgets from the last state the page saved, with the disconnected state shown; back online it
+    reconnects by itself. Both ways of losing the gateway: the browser offline, the gateway gone."""
+    from playwright.async_api import async_playwright, expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    sid = str(uuid.uuid4())
+    pipeline.post_hook(hook("session_start", sid))
+    pipeline.post_hook(hook("post_bash_failure", sid))
+    token = admin_token()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport=PHONE, has_touch=True)
+            page = await context.new_page()
+            await page.goto(f"{pipeline.gateway_url}/#token={token}")
+            await page.locator(f'[data-session="{sid}"]').click()
+            status = page.get_by_test_id("conn-status")
+            await expect(status).to_have_text("live", timeout=15_000)
+            first = page.get_by_test_id("event-log").locator("li").first
+            await expect(first).to_have_attribute("data-severity", "error", timeout=30_000)
+            logged = await first.inner_text()
+            events = await page.locator("#summary-stats dd").first.inner_text()
+            await page.wait_for_function("navigator.serviceWorker.controller !== null",
+                                         timeout=15_000)
+
+            async def shows_last_state() -> None:
+                await expect(page.get_by_test_id("session-title")).to_have_text(sid)
+                await expect(status).to_have_text("disconnected, reconnecting…", timeout=15_000)
+                await expect(first).to_have_text(logged)
+                await expect(page.locator("#summary-stats dd").first).to_have_text(events)
+
+            await context.set_offline(True)
+            await page.reload()
+            await shows_last_state()
+            await page.screenshot(path=str(ARTIFACTS / "offline-reload-phone.png"), full_page=True)
+            await context.set_offline(False)
+            await expect(status).to_have_text("live", timeout=45_000)
+
+            pipeline.gateway.stop()
+            try:
+                await page.reload()
+                await shows_last_state()
+                await page.screenshot(path=str(ARTIFACTS / "gateway-down-reload-phone.png"),
+                                      full_page=True)
+            finally:
+                pipeline.gateway.start()
+            await expect(status).to_have_text("live", timeout=45_000)
+            await expect(first).to_have_text(logged)
+            await context.close()
+        finally:
+            await browser.close()
