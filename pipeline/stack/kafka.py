@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from pipeline.errors import PrerequisiteError
 from pipeline.settings import REPO_ROOT, StackSettings
@@ -188,8 +189,14 @@ class KafkaStack:
         """True when every node answers a metadata request."""
         from confluent_kafka.admin import AdminClient
 
+        from pipeline.stack.lag import QUIET
+
+        if not any(port_open("127.0.0.1", n.port) for n in self.nodes()):
+            return False
         try:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap_servers()})
+            # librdkafka would print every refused connection to stderr; status says "down".
+            conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers(), "logger": QUIET}
+            admin = AdminClient(conf)
             meta = admin.list_topics(timeout=3)
         except Exception:
             return False
