@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ws_recorder import WsRecorder
+
 from pipeline.settings import REPO_ROOT, ClickHouseSettings
 
 TOPIC_KINDS = ("ingest", "events", "widgets", "patterns", "dlq", "replay")
@@ -128,6 +130,8 @@ class Pipeline:
     components: dict[str, Component]
     sync_archive: Callable[[], None] | None = None
     """Brings ``archive_dir`` up to date when the archive lives elsewhere (an S3 bucket)."""
+    recorder: WsRecorder | None = None
+    """The dashboard client recording the gateway's WebSocket messages (leak scan input)."""
 
     def archive_root(self) -> Path:
         """The archive as a folder, freshly synced if it is a mirror."""
@@ -143,7 +147,10 @@ class Pipeline:
         return sorted(self.workdir.glob("*.log"))
 
     def stop(self) -> dict[str, int | None]:
-        # Upstream first, so each sink can drain what the stage before it wrote.
+        # The recorder first (its reconnects would only add noise), then upstream first, so each
+        # sink can drain what the stage before it wrote.
+        if self.recorder is not None:
+            self.recorder.stop()
         return {name: c.stop() for name, c in self.components.items()}
 
 

@@ -225,8 +225,16 @@ def find_canaries(places: dict[str, bytes], canaries: Iterable[str]) -> list[tup
 
 
 def downstream_places(line: Pipeline, *, include_ingest: bool = False) -> dict[str, bytes]:
-    """Bytes of everything after redaction: topics (not ingest), ClickHouse, archive, logs."""
+    """Bytes of everything after redaction: topics (not ingest), ClickHouse, archive, every
+    component's log, and every WebSocket message the gateway sent to the recording client."""
     places: dict[str, bytes] = {}
+    if line.recorder is not None:
+        ws = line.recorder.places()
+        # The scan must have something to look at: the recording client saw widget data.
+        assert line.recorder.sessions_with_widgets(), (
+            f"the WebSocket recorder got no widget data ({len(ws)} frames; "
+            f"errors {line.recorder.errors[-3:]})")
+        places.update(ws)
     for topic in list_topics(line.kafka_bootstrap, line.prefix):
         if topic == line.topics["ingest"] and not include_ingest:
             continue
