@@ -148,7 +148,7 @@ async def _replays_ctx(app: web.Application) -> AsyncIterator[None]:
     gw.replays = ReplayManager(
         load, gw.hub.broadcast_session, max_running=settings.gateway.max_replays,
         kafka_emit=kafka_emit if settings.gateway.replay_to_kafka else None,
-        on_count=gw.metrics.replays.set)
+        on_count=gw.metrics.replays.set, send_to_user=gw.hub.send_to_user)
     yield
     await gw.replays.close()
     for channel in channels:
@@ -163,6 +163,8 @@ async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
                          serde=serde_from_settings(s), metrics=gw.metrics,
                          patterns_lookback_s=s.gateway.patterns_lookback_s,
                          partition_refresh_s=s.gateway.partition_refresh_s)
+    if gw.replays is not None:
+        gw.feed.on_replay_update = gw.replays.on_widget_update
     task = asyncio.get_running_loop().create_task(gw.feed.run(), name="gateway.feed")
     yield
     task.cancel()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from consumers.gateway.metrics import GatewayMetrics
 from consumers.gateway.state import WidgetStore
 from pipeline.errors import DecodeError
 from pipeline.model import PATTERN_ALERT, WIDGET_UPDATE
+from pipeline.replays import view_replay_id
 from pipeline.serde import AvroSerde
 from pipeline.settings import KafkaSettings
 
@@ -56,6 +58,9 @@ def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 class WidgetFeed:
+    on_replay_update: Callable[[dict[str, Any]], None] | None = None
+    """Receives the WidgetUpdates of replay views (consumers/gateway/replays.py)."""
+
     def __init__(self, kafka: KafkaSettings, widgets_topic: str, patterns_topic: str | None, *,
                  store: WidgetStore, serde: AvroSerde, metrics: GatewayMetrics,
                  patterns_lookback_s: float = 86400.0, partition_refresh_s: float = 30.0) -> None:
@@ -223,6 +228,13 @@ class WidgetFeed:
                 "error": str(exc)})
             return
         self.status.records += 1
+        if name == WIDGET_UPDATE and view_replay_id(str(record.get("session_id"))) is not None:
+            # A replay view's widgets (processors/replay_agent.py): for the replay that asked,
+            # never the live state. Their tombstones find nothing in the store either.
+            self.metrics.updates.labels("replay_widget").inc()
+            if self.on_replay_update is not None:
+                self.on_replay_update(record)
+            return
         if name == WIDGET_UPDATE:
             self.metrics.updates.labels("widget").inc()
             if msg.timestamp:

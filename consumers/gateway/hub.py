@@ -228,6 +228,13 @@ class Hub:
         for client in self.by_session.get(session_id, ()):
             client.enqueue(None, msg)
 
+    def send_to_user(self, session_id: str, user: str, key: Hashable | None, msg: str) -> None:
+        """A message for one user's clients of the session (a replay's rebuilt widgets go to
+        whoever started the replay); ``key`` lets a slow client's queue merge it."""
+        for client in self.by_session.get(session_id, ()):
+            if client.principal.user == user:
+                client.enqueue(key, msg)
+
     async def session_erased(self, session_id: str) -> None:
         """Disconnect the erased session's viewers and send every overview a list without it.
         The handlers' ``leave`` still does the bookkeeping when their sockets end."""

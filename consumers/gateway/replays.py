@@ -5,12 +5,19 @@ runs ``consumers.archive.replay.replay`` with a pausable clock. Each replayed ev
 ``metadata.replay=1``) goes to the session's WebSocket clients as ``replay_event`` and, unless
 disabled, to ``topics.replay`` like `agentwatch replay` does; live widgets and ClickHouse never
 read that topic, so a replay cannot disturb live state.
+
+The worker rebuilds the replay's widgets from that topic (processors/replay_agent.py) and
+publishes them under the replay view's session id (``pipeline.replays.view_session_id``); the
+Kafka feed hands those records to ``on_widget_update``, which forwards them to the WebSocket
+clients of the user who started the replay as ``widget_update`` messages carrying the view's
+``session_id`` and the ``replay_id``, and keeps the latest of each widget with the replay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -22,6 +29,7 @@ from consumers.archive.jsonl import event_to_line
 from consumers.archive.replay import replay, resolve_time
 from consumers.gateway import protocol
 from pipeline.errors import QueryError, TransientError
+from pipeline.replays import view_replay_id, view_session_id
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +97,12 @@ class Replay:
     source: str | None = None
     error: str | None = None
     task: asyncio.Task[None] | None = None
+    widgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The replay view's latest widgets as the worker rebuilt them: name -> data, seq, timestamp."""
 
     def describe(self) -> dict[str, Any]:
-        return {"replay_id": self.replay_id, "session_id": self.session_id, "state": self.state,
+        return {"replay_id": self.replay_id, "session_id": self.session_id,
+                "view_session_id": view_session_id(self.replay_id), "state": self.state,
                 "speed": self.speed, "from_us": self.from_us, "to_us": self.to_us,
                 "events": self.events, "total": self.total, "first_us": self.first_us,
                 "position_us": self.last_us, "source": self.source, "error": self.error,
@@ -101,14 +112,18 @@ class Replay:
 Loader = Callable[[str], tuple[list[dict[str, Any]], str]]
 """Blocking: session id -> (events in recording order, where they came from)."""
 Emit = Callable[[dict[str, Any]], Any]
+SendToUser = Callable[[str, str, tuple[str, str], str], None]
+"""(session id, user, coalescing key, message): the hub's ``send_to_user``."""
 
 
 class ReplayManager:
     def __init__(self, loader: Loader, broadcast: Callable[[str, str], None], *,
                  max_running: int = 4, kafka_emit: Emit | None = None,
-                 on_count: Callable[[int], None] | None = None) -> None:
+                 on_count: Callable[[int], None] | None = None,
+                 send_to_user: SendToUser | None = None) -> None:
         self.loader = loader
         self.broadcast = broadcast
+        self.send_to_user = send_to_user
         self.max_running = max_running
         self.kafka_emit = kafka_emit
         self.on_count = on_count
@@ -135,6 +150,29 @@ class ReplayManager:
 
     def get(self, replay_id: str) -> Replay | None:
         return self.replays.get(replay_id)
+
+    def on_widget_update(self, record: Mapping[str, Any]) -> None:
+        """A WidgetUpdate of a replay view; ignored unless this gateway runs that replay."""
+        view = str(record.get("session_id"))
+        rid = view_replay_id(view)
+        rep = self.replays.get(rid) if rid is not None else None
+        if rep is None:
+            return  # another gateway's replay, `agentwatch replay`, or one forgotten
+        widget = str(record.get("widget"))
+        seq = int(record.get("version") or 0)
+        held = rep.widgets.get(widget)
+        if held is not None and seq <= held["seq"]:
+            return  # re-read or re-sent: the client has it
+        try:
+            data = json.loads(str(record.get("data_json") or "{}"))
+        except ValueError:
+            data = {}
+        timestamp = int(record.get("timestamp") or 0)
+        rep.widgets[widget] = {"data": data, "seq": seq, "timestamp": timestamp}
+        if self.send_to_user is not None:
+            self.send_to_user(rep.session_id, rep.user, (view, widget), protocol.message(
+                "widget_update", session_id=view, replay_id=rep.replay_id, widget=widget,
+                data=data, timestamp=timestamp, seq=seq))
 
     def pause(self, rep: Replay) -> None:
         if rep.state == "running":
