@@ -118,6 +118,8 @@ function handle(msg) {
       for (const [name, w] of Object.entries(msg.widgets)) st.widgets[name] = w;
       saveCache(); renderSession(); break;
     case "widget_update": {
+      // A replay's rebuilt widgets (session_id "replay:<id>") never overwrite the live ones.
+      if (msg.replay_id) { onReplayWidget(msg); break; }
       const held = st.widgets[msg.widget];
       if (held && held.seq >= msg.seq && msg.widget !== "pattern_alerts") return; // stale
       st.widgets[msg.widget] = { data: msg.data, seq: msg.seq, timestamp: msg.timestamp };
@@ -273,6 +275,16 @@ function onReplayStatus(r) {
   $("replay-state").textContent = `replay ${r.state} at ${r.speed}× — ${r.events}/${total} events${r.error ? " — " + r.error : ""}`;
   $("replay-bar").style.width = r.total ? `${(100 * r.events) / r.total}%` : "0";
   replayButtons();
+}
+
+function onReplayWidget(msg) {
+  if (!st.replay || msg.replay_id !== st.replay.replay_id) return;
+  // Kept apart from the live widgets, per replay (the replay panel can render them).
+  if (st.replayWidgetsOf !== msg.replay_id) { st.replayWidgetsOf = msg.replay_id; st.replayWidgets = {}; }
+  const widgets = st.replayWidgets;
+  const held = widgets[msg.widget];
+  if (held && held.seq >= msg.seq) return;
+  widgets[msg.widget] = { data: msg.data, seq: msg.seq, timestamp: msg.timestamp };
 }
 
 function onReplayEvent(msg) {
