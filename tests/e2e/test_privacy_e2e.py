@@ -40,6 +40,8 @@ from pipeline.settings import ClickHouseSettings
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 DATA_RECORDS = {"event", "session", "alert", "dead_letter"}
+# Whether the browser's storage (the dashboard's offline copy) mentions a session.
+HOLDS = "sid => Object.entries(localStorage).some(([k, v]) => (k + v).includes(sid))"
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +181,14 @@ async def test_privacy_page_consent_export_and_erasure(
             assert len([r for r in _export(pipeline, alice) if r["record_type"] == "event"]) == \
                 stored_before[alice_sid]
 
+            # A second tab watches the session; the browser holds its state for offline use.
+            viewer = await context.new_page()
+            await viewer.goto(f"{pipeline.gateway_url}/#/session/{alice_sid}")
+            await expect(viewer.get_by_test_id("conn-status")).to_have_text("live", timeout=15_000)
+            await expect(viewer.get_by_test_id("event-log").locator("li").first).to_be_visible(
+                timeout=15_000)
+            assert await page.evaluate(HOLDS, alice_sid)
+
             # Then confirmed: erased, verified, and nothing of Alice's is left to read.
             await page.get_by_test_id("delete-start").click()
             await page.get_by_test_id("delete-typed").fill("delete")
@@ -186,6 +196,10 @@ async def test_privacy_page_consent_export_and_erasure(
             result = page.get_by_test_id("delete-result")
             await expect(result).to_contain_text("verified, nothing remains", timeout=180_000)
             await page.screenshot(path=str(ARTIFACTS / "privacy-erased-phone.png"), full_page=True)
+            await expect(viewer.get_by_test_id("conn-status")).to_have_text("session erased",
+                                                                            timeout=30_000)
+            await expect(viewer.get_by_test_id("event-log").locator("li")).to_have_count(0)
+            assert not await page.evaluate(HOLDS, alice_sid)
             await context.close()
 
             context = await browser.new_context(viewport=DESKTOP)

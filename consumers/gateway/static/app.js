@@ -9,6 +9,7 @@ import { initPrivacy, showPrivacy } from "./privacy.js";
 const $ = (id) => document.getElementById(id);
 const CHART_WIDGETS = ["agent_timeline", "file_heatmap", "resource_usage", "network_trace"];
 const SEVERITIES = ["critical", "error", "warning", "info", "debug"];
+const CLOSE_ERASED = 4410; // the gateway's close code: this session's telemetry was erased
 
 const st = {
   token: null, route: { kind: "overview" }, ws: null, retry: 0, retryTimer: null,
@@ -94,7 +95,12 @@ async function connect() {
     }
   };
   ws.onmessage = (ev) => handle(JSON.parse(ev.data));
-  ws.onclose = () => { if (st.ws === ws) { st.ws = null; scheduleReconnect(); } };
+  ws.onclose = (ev) => {
+    if (st.ws !== ws) return;
+    st.ws = null;
+    if (ev.code === CLOSE_ERASED) { sessionErased(); return; }
+    scheduleReconnect();
+  };
 }
 
 function send(msg) { if (st.ws && st.ws.readyState === WebSocket.OPEN) st.ws.send(JSON.stringify(msg)); }
@@ -109,6 +115,23 @@ function saveCache() {
 
 function loadCache() {
   try { return JSON.parse(localStorage.getItem(cacheKey()) || "null"); } catch (_) { return null; }
+}
+
+// Signing out or erasing one's data must not leave the last known state readable offline.
+function forgetCachedState() {
+  for (const key of Object.keys(localStorage)) {
+    if (key === "aw.overview" || key.startsWith("aw.session.")) localStorage.removeItem(key);
+  }
+  st.sessions = {}; st.widgets = {};
+}
+
+// Nothing to reconnect to: drop what this page holds of the session, and its offline copy.
+function sessionErased() {
+  localStorage.removeItem(cacheKey());
+  st.widgets = {};
+  destroyCharts();
+  renderSession();
+  setConn(false, "session erased");
 }
 
 function handle(msg) {
@@ -359,7 +382,7 @@ function init() {
     navigator.serviceWorker.register("/sw.js").catch((err) => console.warn("no offline copy:", err));
   }
   readToken();
-  initPrivacy(api, authHeaders);
+  initPrivacy(api, authHeaders, forgetCachedState);
   st.lowbw = localStorage.getItem("aw.lowbw") === "1";
   $("lowbw").checked = st.lowbw;
   document.body.classList.toggle("lowbw", st.lowbw);
@@ -369,7 +392,9 @@ function init() {
   $("replay-pause").addEventListener("click", replayPause);
   $("replay-stop").addEventListener("click", replayStop);
   $("replay-speed").addEventListener("change", replaySpeed);
-  $("logout").addEventListener("click", () => { localStorage.removeItem("aw.token"); st.token = null; closeSocket(); showLogin(); });
+  $("logout").addEventListener("click", () => {
+    localStorage.removeItem("aw.token"); st.token = null; closeSocket(); forgetCachedState(); showLogin();
+  });
   $("login-form").addEventListener("submit", (e) => {
     e.preventDefault();
     localStorage.setItem("aw.token", $("token-input").value.trim());

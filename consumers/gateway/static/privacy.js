@@ -100,6 +100,7 @@ async function erase() {
   say("delete-result", "erasing… (this waits until every store confirms)");
   try {
     const r = await deps.api("DELETE", "/api/user/telemetry");
+    deps.forgetCachedState();
     const rows = Object.values(r.clickhouse_rows || {}).reduce((a, b) => a + b, 0);
     const left = Object.values(r.remaining || {}).reduce((a, b) => a + b, 0);
     say("delete-result", r.verified
@@ -115,8 +116,8 @@ async function erase() {
   }
 }
 
-export function initPrivacy(api, authHeaders) {
-  deps = { api, authHeaders };
+export function initPrivacy(api, authHeaders, forgetCachedState) {
+  deps = { api, authHeaders, forgetCachedState };
   $("privacy-form").addEventListener("submit", save);
   $("export-json").addEventListener("click", () => download("json"));
   $("export-csv").addEventListener("click", () => download("csv"));

@@ -21,8 +21,10 @@ self.addEventListener("activate", (event) => {
 
 function isShell(url, request) {
   if (url.origin !== self.location.origin || request.method !== "GET") return false;
-  // A plain GET of /sessions/{id} is the dashboard page (the upgrade goes elsewhere).
-  return request.mode === "navigate" || url.pathname.startsWith("/static/");
+  if (url.pathname.startsWith("/static/")) return true;
+  // The page: / and a plain GET of /sessions/{id} (the WebSocket upgrade never comes here).
+  // Other navigations (/api/openapi.json, /metrics) are not the page and are not kept.
+  return request.mode === "navigate" && (url.pathname === "/" || url.pathname.startsWith("/sessions/"));
 }
 
 async function networkFirst(request) {
