@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from confluent_kafka.admin import AdminClient, NewPartitions
+from confluent_kafka.admin import AdminClient, NewPartitions  # type: ignore[attr-defined]
 from gateway_support import GatewayUnderTest, receive_json, receive_until, widget_record
 
 pytestmark = pytest.mark.integration
