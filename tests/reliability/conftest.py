@@ -19,13 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_harness import TOPIC_KINDS, Component, Pipeline, delete_topics, free_port
+from reliability_harness import (
+    GATEWAY_SECRET,
+    TOPIC_KINDS,
+    Component,
+    Pipeline,
+    delete_topics,
+    free_port,
+    mint_token,
+)
 from ws_recorder import WsRecorder
 
 from pipeline.settings import ClickHouseSettings
-
-GATEWAY_SECRET = "reliability-gateway-secret-0123456789abcdef"
-"""HS256 secret of the test's gateway (tokens are minted with it)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,14 +51,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("reliability figures")
         for line in lines:
             terminalreporter.write_line(line)
-
-
-def admin_token(user: str = "reliability-admin") -> str:
-    from consumers.gateway.auth import Authenticator, Role
-    from pipeline.settings import GatewaySettings
-
-    conf = GatewaySettings(jwt_secret=GATEWAY_SECRET)
-    return Authenticator(conf, GATEWAY_SECRET).mint(user, Role.ADMIN, 3600)
 
 
 @pytest.fixture
@@ -164,7 +161,8 @@ def pipeline(
     try:
         for name in ("worker", "clickhouse_sink", "archive_sink", "gateway", "collector"):
             components[name].start()
-        line.recorder = WsRecorder(f"http://127.0.0.1:{components['gateway'].port}", admin_token())
+        line.recorder = WsRecorder(f"http://127.0.0.1:{components['gateway'].port}",
+                                   mint_token("reliability-admin"))
         line.recorder.start()
         yield line
     finally:

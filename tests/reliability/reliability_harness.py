@@ -21,6 +21,17 @@ from pipeline.settings import REPO_ROOT, ClickHouseSettings
 
 TOPIC_KINDS = ("ingest", "events", "widgets", "patterns", "dlq", "replay")
 START_TIMEOUT_S = 90.0
+GATEWAY_SECRET = "reliability-gateway-secret-0123456789abcdef"
+"""HS256 secret of the private pipeline's gateway."""
+
+
+def mint_token(user: str, role: str = "admin", ttl_s: int = 3600) -> str:
+    """A bearer token the private pipeline's gateway accepts."""
+    from consumers.gateway.auth import Authenticator, Role
+    from pipeline.settings import GatewaySettings
+
+    conf = GatewaySettings(jwt_secret=GATEWAY_SECRET)
+    return Authenticator(conf, GATEWAY_SECRET).mint(user, Role(role), ttl_s)
 
 
 def free_port() -> int:
