@@ -1,9 +1,9 @@
 // agentwatch dashboard: plain ES module, no build step. Talks to the gateway's WebSockets
 // (/sessions, /sessions/{id}) with a short-lived token from POST /api/ws-token, keeps the last
-// known state in localStorage so it still shows something while disconnected, and reconnects
-// with exponential backoff. A service worker (/sw.js) keeps the page itself, so a reload while
-// the gateway is unreachable still shows that last known state.
+// known state (offline.js) so it still shows something while disconnected or reloaded without
+// its gateway, and reconnects with exponential backoff.
 import { renderCharts, destroyCharts } from "./charts.js";
+import { forgetAllStates, forgetState, loadState, registerShell, saveState } from "./offline.js";
 import { initPrivacy, showPrivacy } from "./privacy.js";
 
 const $ = (id) => document.getElementById(id);
@@ -106,28 +106,15 @@ async function connect() {
 function send(msg) { if (st.ws && st.ws.readyState === WebSocket.OPEN) st.ws.send(JSON.stringify(msg)); }
 
 // ---------------------------------------------------------------- messages
-function cacheKey() { return st.route.kind === "session" ? `aw.session.${st.route.id}` : "aw.overview"; }
+function saveCache() { saveState(st.route, st.route.kind === "session" ? st.widgets : st.sessions); }
 
-function saveCache() {
-  const value = st.route.kind === "session" ? st.widgets : st.sessions;
-  try { localStorage.setItem(cacheKey(), JSON.stringify(value)); } catch (_) { /* quota: skip */ }
-}
+function loadCache() { return loadState(st.route); }
 
-function loadCache() {
-  try { return JSON.parse(localStorage.getItem(cacheKey()) || "null"); } catch (_) { return null; }
-}
-
-// Signing out or erasing one's data must not leave the last known state readable offline.
-function forgetCachedState() {
-  for (const key of Object.keys(localStorage)) {
-    if (key === "aw.overview" || key.startsWith("aw.session.")) localStorage.removeItem(key);
-  }
-  st.sessions = {}; st.widgets = {};
-}
+function forgetCachedState() { forgetAllStates(); st.sessions = {}; st.widgets = {}; }
 
 // Nothing to reconnect to: drop what this page holds of the session, and its offline copy.
 function sessionErased() {
-  localStorage.removeItem(cacheKey());
+  forgetState(st.route);
   st.widgets = {};
   destroyCharts();
   renderSession();
@@ -378,9 +365,7 @@ function route() {
 }
 
 function init() {
-  if ("serviceWorker" in navigator) {
-    navigator.serviceWorker.register("/sw.js").catch((err) => console.warn("no offline copy:", err));
-  }
+  registerShell();
   readToken();
   initPrivacy(api, authHeaders, forgetCachedState);
   st.lowbw = localStorage.getItem("aw.lowbw") === "1";

@@ -3,9 +3,9 @@
 // which then shows the last known state it saved in localStorage and keeps reconnecting.
 // Network first: a reachable gateway always serves the current version. API calls and
 // WebSockets are never cached (live data, and they carry tokens).
-const CACHE = "agentwatch-shell-v1";
+const CACHE = "agentwatch-shell-v2";
 const SHELL = [
-  "/", "/static/app.css", "/static/app.js", "/static/charts.js", "/static/privacy.js",
+  "/", "/static/app.css", "/static/app.js", "/static/charts.js", "/static/offline.js", "/static/privacy.js",
   "/static/vendor/chart.umd.min.js", "/static/vendor/chartjs-chart-treemap.min.js",
 ];
 
