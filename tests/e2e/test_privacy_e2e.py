@@ -33,6 +33,7 @@ from e2e_support import (
     small_targets,
     token,
 )
+from playwright.async_api import ViewportSize
 
 from pipeline.migrations import apply_migrations, client
 from pipeline.settings import ClickHouseSettings
@@ -41,6 +42,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 DATA_RECORDS = {"event", "session", "alert", "dead_letter"}
 # Whether the browser's storage (the dashboard's offline copy) mentions a session.
+NARROW: ViewportSize = {"width": 320, "height": 640}
+WIDE: ViewportSize = {"width": 1920, "height": 1080}
 HOLDS = "sid => Object.entries(localStorage).some(([k, v]) => (k + v).includes(sid))"
 
 
@@ -116,8 +119,10 @@ async def test_privacy_page_consent_export_and_erasure(
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            # Both sizes: the page fits, its targets are touch-sized, it shows the settings.
-            for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            # From 320 to 1920 px: the page fits, its targets are touch-sized, it shows the
+            # settings. Screenshots at the phone and desktop sizes; the phone goes on below.
+            for label, viewport in (("desktop", DESKTOP), ("narrow", NARROW), ("wide", WIDE),
+                                    ("phone", PHONE)):
                 context = await browser.new_context(viewport=viewport, has_touch=label == "phone",
                                                     accept_downloads=True)
                 page = await context.new_page()
@@ -130,8 +135,10 @@ async def test_privacy_page_consent_export_and_erasure(
                 await expect(current).to_contain_text("alice: telemetry", timeout=15_000)
                 assert await no_horizontal_overflow(page), label
                 assert not await small_targets(page), await small_targets(page)
-                await page.screenshot(path=str(ARTIFACTS / f"privacy-{label}.png"), full_page=True)
-                if label == "desktop":
+                if label in ("desktop", "phone"):
+                    await page.screenshot(path=str(ARTIFACTS / f"privacy-{label}.png"),
+                                          full_page=True)
+                if label != "phone":
                     await context.close()
 
             # Consent and retention: saved through PUT, shown, and what the API now answers.
