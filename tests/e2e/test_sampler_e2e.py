@@ -241,7 +241,7 @@ async def test_resource_graph_and_network_trace_show_the_samplers_real_data(
                 assert f"memory {round(series[-1])} MiB" in on_page[2]
                 connection = domains["127.0.0.1"]
                 assert connection[0] >= 1 and connection[1] >= 65536, domains
-                assert domains[HOST][0] == 1, domains
+                assert domains[HOST][0] >= 1, domains
                 [resources] = [e for e in events if e["event_type"] == "command.resources"]
                 assert resources["tool_use_id"] == tool_use_id
                 assert resources["payload"][1]["peak_memory_mib"] >= 200
