@@ -8,6 +8,10 @@ events) are queued without a key. Past ``max_messages`` or
 ``max_bytes`` queued, the client is closed (1013, try again later) and its queue freed: memory
 per client is bounded whatever the client does. The sender task exists only while a client has
 something queued, so idle clients cost one socket and one small object.
+
+A client with nothing queued whose socket has room is written directly (``wire.py``): a message
+for many clients is encoded once as a frame and written to each transport in the same step,
+without a task per client; the queue is the path for clients that have fallen behind.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from consumers.gateway import protocol
 from consumers.gateway.auth import Principal
 from consumers.gateway.metrics import GatewayMetrics
 from consumers.gateway.state import WIDGETS, Change, WidgetStore
+from consumers.gateway.wire import DirectWrite, Outgoing, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ class Client:
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._unique = itertools.count()
+        self.direct: DirectWrite | None = None
+        """Set once the socket is open (ws.py); None: every message goes through the queue."""
         self.closed = False
         self.dropped = False
 
@@ -74,10 +81,18 @@ class Client:
     def queued(self) -> int:
         return len(self._pending)
 
-    def enqueue(self, key: Hashable | None, msg: str) -> None:
-        """Queue ``msg``; ``key`` (what it is about) lets a slow client's queue merge it."""
+    def enqueue(self, key: Hashable | None, message: str | Outgoing) -> None:
+        """Send ``message`` now if the client is keeping up, else queue it; ``key`` (what it is
+        about) lets a slow client's queue merge it."""
         if self.closed:
             return
+        if self.direct is not None and not self._pending and self._sender is None:
+            # Nothing queued ahead of it: writing now keeps the order.
+            frame = message.frame if isinstance(message, Outgoing) else text_frame(message)
+            if self.direct(frame):
+                self.metrics.sent.inc()
+                return
+        msg = message.text if isinstance(message, Outgoing) else message
         position = next(self._unique)
         if key is not None:
             if len(self._pending) >= COALESCE_AFTER:
@@ -201,7 +216,7 @@ class Hub:
                 for client in clients:
                     self.send_snapshot(client, resync=True)
             else:
-                shared: str | None = None
+                shared: Outgoing | None = None
                 for client in clients:
                     if state.widget not in client.widgets:
                         continue
@@ -210,23 +225,24 @@ class Hub:
                         narrowed = protocol.apply_filter(state.widget, state.data, criteria)
                         msg = protocol.widget_update(
                             sid, state, json.dumps(narrowed, separators=(",", ":")))
+                        client.enqueue((sid, state.widget), msg)
                     else:
                         if shared is None:
-                            shared = protocol.widget_update(sid, state)
-                        msg = shared
-                    client.enqueue((sid, state.widget), msg)
+                            shared = Outgoing(protocol.widget_update(sid, state))
+                        client.enqueue((sid, state.widget), shared)
         if change.overview_changed and self.overview:
-            row: str | None = None
+            row: Outgoing | None = None
             for client in self.overview:
                 if client.principal.may_see(session.owner):
                     if row is None:
-                        row = protocol.message("session_update", session=session.overview())
+                        row = Outgoing(protocol.message("session_update", session=session.overview()))
                     client.enqueue(("session", sid), row)
 
     def broadcast_session(self, session_id: str, msg: str) -> None:
         """A message every client of the session gets, never coalesced (replay events)."""
+        shared = Outgoing(msg)
         for client in self.by_session.get(session_id, ()):
-            client.enqueue(None, msg)
+            client.enqueue(None, shared)
 
     def send_to_user(self, session_id: str, user: str, key: Hashable | None, msg: str) -> None:
         """A message for one user's clients of the session (a replay's rebuilt widgets go to

@@ -17,6 +17,7 @@ from consumers.gateway.context import GATEWAY, Gateway
 from consumers.gateway.hub import Client
 from consumers.gateway.middleware import guard, json_error
 from consumers.gateway.static import index_response
+from consumers.gateway.wire import direct_writer
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ async def _serve(gw: Gateway, request: web.Request, client: Client, access: str)
     ws = client.socket
     assert isinstance(ws, web.WebSocketResponse)
     await ws.prepare(request)
+    client.direct = direct_writer(ws, request.transport)
     gw.audit_request(request, client.principal, access, client.session_id or "")
     gw.hub.join(client)
     try:
