@@ -59,6 +59,7 @@ class ReplayShell:
     views: ReplayViews
     metrics: ReplayMetrics
     max_age_s: float
+    reported_dropped: int = 0
 
     def fold(self, event: Any) -> None:
         msg = event.message
@@ -90,7 +91,9 @@ class ReplayShell:
             for tomb in gone:
                 futures.append(await producer.send(self.widgets_topic, None, key=tomb.key,
                                                    partition=tomb.partition))
-            self.metrics.dropped.inc(len({t.key.rsplit(b"/", 1)[0] for t in gone}))
+        if self.views.dropped != self.reported_dropped:
+            self.metrics.dropped.inc(self.views.dropped - self.reported_dropped)
+            self.reported_dropped = self.views.dropped
             self.metrics.views.set(len(self.views))
         if not futures:
             return

@@ -85,6 +85,8 @@ class ReplayViews:
         """View -> widgets published under it (what a drop has to tombstone)."""
         self._dropped: list[str] = []
         self._forgotten: OrderedDict[str, None] = OrderedDict()
+        self.dropped = 0
+        """Views dropped so far (idle or evicted)."""
 
     def __len__(self) -> int:
         return len(self._active)
@@ -132,6 +134,7 @@ class ReplayViews:
         self.store.states.pop(view, None)
         self.processor.coalescer.forget([view])
         self._dropped.append(view)
+        self.dropped += 1
         self._forgotten[view] = None
         while len(self._forgotten) > FORGOTTEN_FACTOR * self.max_views:
             self._forgotten.popitem(last=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -91,5 +92,10 @@ def test_replay_rebuilds_the_live_final_widgets_under_its_own_view(
         assert len(patterns.records) == alerts_before
         health = run.health()
         assert health is not None and health["healthy"] and not health["crashed"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert f'agentwatch_replay_records_total{{outcome="folded"}} {float(len(session))}' \
+            in metrics.splitlines()
+        assert "agentwatch_replay_views_dropped_total 1.0" in metrics.splitlines()
         widgets.close()
         patterns.close()

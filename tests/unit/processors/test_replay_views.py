@@ -109,7 +109,7 @@ def test_idle_views_expire_with_tombstones_and_are_never_rebuilt_from_the_middle
     view = view_session_id("a")
     assert sorted(t.key for t in tombs) == sorted(widget_key(view, w) for w in widgets)
     assert {t.partition for t in tombs} == {widget_partition(view, 3)}
-    assert len(rv) == 0 and rv.store.states == {}
+    assert len(rv) == 0 and rv.store.states == {} and rv.dropped == 1
     # The rest of that replay arrives (after a long pause): ignored, not a half-built view.
     assert rv.fold(0, 5, mark_replay(session[5], "a")).outcome == "forgotten"
     assert rv.flush() == [] and rv.expire() == []
