@@ -144,3 +144,34 @@ class _Dict:
 
     def persist(self, key: str, partition: int) -> None:
         return None
+
+
+def test_the_shell_skips_stale_and_undecodable_records() -> None:
+    import time
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.serde import AvroSerde
+    from processors.replay_agent import ReplayMetrics, ReplayShell
+
+    serde = AvroSerde()
+    registry = CollectorRegistry()
+    shell = ReplayShell(app=None, serde=serde, widgets_topic="w", views=views(Clock()),
+                        metrics=ReplayMetrics(registry), max_age_s=60.0)
+    event = mark_replay(sample_session("s", 2)[0], "r")
+
+    def record(value: bytes, age_s: float, offset: int) -> Any:
+        return SimpleNamespace(value=value, message=SimpleNamespace(
+            timestamp=time.time() - age_s, partition=0, offset=offset))
+
+    shell.fold(record(serde.encode_event(event), 120.0, 0))
+    shell.fold(record(b"garbage", 1.0, 1))
+    assert len(shell.views) == 0
+    shell.fold(record(serde.encode_event(event), 1.0, 2))
+    assert len(shell.views) == 1
+
+    def count(outcome: str) -> float | None:
+        return registry.get_sample_value("agentwatch_replay_records_total", {"outcome": outcome})
+
+    assert (count("stale"), count("undecodable"), count("folded")) == (1.0, 1.0, 1.0)
