@@ -262,7 +262,9 @@ async def start_replay(request: web.Request) -> web.Response:
 
 
 async def replay_status(request: web.Request) -> web.Response:
-    return _json(_replay_of(request).describe())
+    rep = _replay_of(request)
+    # With the replay view's widgets so far: what a client that (re)connects mid-replay lacks.
+    return _json({**rep.describe(), "widgets": rep.widgets})
 
 
 async def pause_replay(request: web.Request) -> web.Response:

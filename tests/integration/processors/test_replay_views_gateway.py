@@ -146,6 +146,9 @@ async def test_a_rest_replay_streams_the_rebuilt_widgets_to_its_user(
 
     assert status["state"] == "finished" and status["events"] == len(session)
     replayed = replay_widgets(got, rid)
+    # REST has the same widgets (for a client that connects mid-replay).
+    assert status["widgets"] == {name: {k: m[k] for k in ("data", "seq", "timestamp")}
+                                 for name, m in replayed.items()}
     assert all(m["session_id"] == view for m in replayed.values())
     state = new_state(sid)
     for event in session:
