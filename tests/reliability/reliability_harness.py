@@ -21,8 +21,8 @@ from pipeline.settings import REPO_ROOT, ClickHouseSettings
 
 TOPIC_KINDS = ("ingest", "events", "widgets", "patterns", "dlq", "replay")
 START_TIMEOUT_S = 90.0
-GATEWAY_SECRET = "reliability-gateway-secret-0123456789abcdef"
-"""HS256 secret of the private pipeline's gateway."""
+GATEWAY_SECRET = "reliability-gateway-secret-" + "0123456789abcdef" * 3
+"""HS256 secret of the private pipeline's gateway (64+ bytes: HS512 tokens are signed with it too)."""
 
 
 def mint_token(user: str, role: str = "admin", ttl_s: int = 3600) -> str:
