@@ -190,8 +190,17 @@ def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool
     ``all_sessions``: ClickHouse holds nothing else. ``events_topic_exact``: the committed events
     topic holds each expected event exactly once (the worker's exactly-once, not only the sinks'
     dedupe by event_id)."""
-    wait_until(lambda: settled(line, expected), SETTLE_TIMEOUT_S,
-               "ClickHouse and the archive to hold every expected event")
+    try:
+        wait_until(lambda: settled(line, expected), SETTLE_TIMEOUT_S,
+                   "ClickHouse and the archive to hold every expected event")
+    except AssertionError as exc:
+        stored, now = ch_event_ids(line), read_archive(line.archive_root())
+        short = {s: {"expected": n, "clickhouse": len(set(stored.get(s, ()))),
+                     "recording": len(set(now.recordings.get(s, ()))),
+                     "segments": len(set(now.segments.get(s, ())))}
+                 for s, n in expected.items()}
+        health = {name: c.health() for name, c in line.components.items()}
+        raise AssertionError(f"{exc}\nper session: {short}\nhealth: {health}") from None
     in_ch = ch_event_ids(line)
     view: ArchiveView = read_archive(line.archive_root())
     if all_sessions:
