@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -119,6 +120,13 @@ class Bench:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
             return dict(json.loads(r.read()))
 
+    def histogram(self, name: str, bounds: tuple[str, ...]) -> str:
+        """One of the gateway's own histograms, as cumulative bucket counts."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        buckets = re.findall(name + r'_bucket\{le="([^"]+)"\} (\S+)', text)
+        return " ".join(f"<={le}:{int(float(n))}" for le, n in buckets if le in bounds)
+
     def rss_mib(self) -> float:
         assert self.proc is not None
         return psutil.Process(self.proc.pid).memory_info().rss / 1024 / 1024
@@ -181,6 +189,7 @@ async def measure(bench: Bench, idle: int, clients: int, updates: int) -> dict[s
     http, sockets = await open_clients(f"{base}/sessions/{sid}", headers, clients)
     out["latency_clients"] = len(sockets)
     delays: list[float] = []
+    by_update: dict[int, list[float]] = {}
 
     async def reader(ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
@@ -189,14 +198,23 @@ async def measure(bench: Bench, idle: int, clients: int, updates: int) -> dict[s
             arrived = time.time_ns() // 1000
             m = TS.search(msg.data)
             if m and msg.data.startswith('{"message_type":"widget_update"'):
-                delays.append((arrived - int(m.group(1))) / 1000.0)
+                delay = (arrived - int(m.group(1))) / 1000.0
+                delays.append(delay)
+                by_update.setdefault(int(m.group(2)), []).append(delay)
 
+    # The clients are the instrument, not the system measured: with 1,000 sockets in this
+    # process its own cyclic-GC passes took up to 1.5 s and were counted as gateway delay.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     readers = [asyncio.create_task(reader(ws)) for ws in sockets]
     for i in range(updates):
         bench.produce(record(sid, "cost", 2 + i, {"total_usd": i / 100}))
         bench.producer.flush(5)
         await asyncio.sleep(0.25)
     await asyncio.sleep(3.0)
+    gc.enable()
+    gc.unfreeze()
     for task in readers:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
@@ -210,6 +228,17 @@ async def measure(bench: Bench, idle: int, clients: int, updates: int) -> dict[s
         out["delay_ms_p50"] = round(q[49], 1)
         out["delay_ms_p99"] = round(q[98], 1)
         out["delay_ms_max"] = round(delays[-1], 1)
+        # Per update: when its first client had it (Kafka and the gateway's read) and how long
+        # the last client waited after the first (fan-out plus the clients' own parsing).
+        first = sorted(min(d) for d in by_update.values())
+        spread = sorted(max(d) - min(d) for d in by_update.values())
+        out["first_client_ms_p50_max"] = f"{statistics.median(first):.1f} / {first[-1]:.1f}"
+        out["spread_ms_p50_max"] = f"{statistics.median(spread):.1f} / {spread[-1]:.1f}"
+    # Kafka timestamp -> the gateway reads the record; then the fan-out to every client.
+    out["gateway_read_delay_s"] = bench.histogram(
+        "agentwatch_gateway_update_delay_seconds", ("0.025", "0.05", "0.1", "0.25", "+Inf"))
+    out["gateway_fanout_s"] = bench.histogram(
+        "agentwatch_gateway_fanout_seconds", ("0.005", "0.01", "0.025", "0.05", "0.1", "+Inf"))
     out["gateway_rss_mib_after"] = round(bench.rss_mib(), 1)
     return out
 

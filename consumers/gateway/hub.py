@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Protocol
@@ -216,6 +217,7 @@ class Hub:
                 for client in clients:
                     self.send_snapshot(client, resync=True)
             else:
+                started = time.perf_counter()
                 shared: Outgoing | None = None
                 for client in clients:
                     if state.widget not in client.widgets:
@@ -230,6 +232,7 @@ class Hub:
                         if shared is None:
                             shared = Outgoing(protocol.widget_update(sid, state))
                         client.enqueue((sid, state.widget), shared)
+                self.metrics.fanout.observe(time.perf_counter() - started)
         if change.overview_changed and self.overview:
             row: Outgoing | None = None
             for client in self.overview:

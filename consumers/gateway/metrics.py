@@ -40,6 +40,10 @@ class GatewayMetrics:
             "agentwatch_gateway_update_delay_seconds",
             "From a widget update's Kafka timestamp to the gateway reading it.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=registry)
+        self.fanout = Histogram(
+            "agentwatch_gateway_fanout_seconds",
+            "Time to hand one widget update to every client of its session (written or queued).",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25), registry=registry)
         self.sessions = Gauge("agentwatch_gateway_sessions", "Sessions held in memory.",
                               registry=registry)
         self.caught_up = Gauge("agentwatch_gateway_caught_up",
