@@ -219,14 +219,19 @@ class Hub:
             else:
                 started = time.perf_counter()
                 shared: Outgoing | None = None
+                # Clients with the same filter (the dashboard's severity buttons) share a message.
+                narrowed: dict[tuple[tuple[str, tuple[str, ...]], ...], Outgoing] = {}
                 for client in clients:
                     if state.widget not in client.widgets:
                         continue
                     criteria = client.filters.get(state.widget)
                     if criteria is not None:
-                        narrowed = protocol.apply_filter(state.widget, state.data, criteria)
-                        msg = protocol.widget_update(
-                            sid, state, json.dumps(narrowed, separators=(",", ":")))
+                        which = tuple(sorted(criteria.items()))
+                        msg = narrowed.get(which)
+                        if msg is None:
+                            data = protocol.apply_filter(state.widget, state.data, criteria)
+                            msg = narrowed[which] = Outgoing(protocol.widget_update(
+                                sid, state, json.dumps(data, separators=(",", ":"))))
                         client.enqueue((sid, state.widget), msg)
                     else:
                         if shared is None:

@@ -146,3 +146,21 @@ def test_no_direct_path_with_compression_or_without_a_transport() -> None:
     transport = asyncio.Transport()
     assert direct_writer(web.WebSocketResponse(compress=True), transport) is None
     assert direct_writer(web.WebSocketResponse(compress=False), None) is None
+
+
+async def test_clients_with_the_same_filter_share_one_message() -> None:
+    store = WidgetStore()
+    metrics = GatewayMetrics(CollectorRegistry())
+    hub = Hub(store, metrics)
+    store.apply_update(rec("s", "session_summary", 1))
+    wires = [Wire(), Wire(), Wire()]
+    clients = [_client(hub, metrics, w)[0] for w in wires]
+    clients[0].filters["error_log"] = {"severity": ("error",)}
+    clients[1].filters["error_log"] = {"severity": ("error",)}
+    clients[2].filters["error_log"] = {"severity": ("warning",)}
+    errors = [{"severity": "error", "status": "open"}, {"severity": "warning", "status": "open"}]
+    store.apply_update({**rec("s", "error_log", 2), "data_json": json.dumps({"errors": errors})})
+    first, second, third = (w.frames[-1] for w in wires)
+    assert first is second
+    assert payload(first)["data"]["errors"] == [errors[0]]
+    assert payload(third)["data"]["errors"] == [errors[1]]
