@@ -129,9 +129,11 @@ class WidgetStore:
         try:
             data = json.loads(data_json)
         except ValueError:
-            data = {}
+            data = None
         if not isinstance(data, dict):
-            data = {}
+            # data_json is spliced into every message as is: never pass on text that is not
+            # a JSON object.
+            data, data_json = {}, "{}"
         gap = (partition in self.live_partitions and session.last_seq > 0
                and seq > session.last_seq + 1)
         if gap:

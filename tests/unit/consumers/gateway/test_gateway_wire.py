@@ -164,3 +164,15 @@ async def test_clients_with_the_same_filter_share_one_message() -> None:
     assert first is second
     assert payload(first)["data"]["errors"] == [errors[0]]
     assert payload(third)["data"]["errors"] == [errors[1]]
+
+
+def test_an_update_whose_data_is_not_a_json_object_is_sent_as_empty() -> None:
+    store = WidgetStore()
+    metrics = GatewayMetrics(CollectorRegistry())
+    hub = Hub(store, metrics)
+    store.apply_update(rec("s", "session_summary", 1))
+    wire = Wire()
+    _client(hub, metrics, wire)
+    store.apply_update({**rec("s", "cost", 2), "data_json": '{"total_usd": 1'})
+    store.apply_update({**rec("s", "cost", 3), "data_json": "[1, 2]"})
+    assert [(payload(f)["seq"], payload(f)["data"]) for f in wire.frames[1:]] == [(2, {}), (3, {})]
