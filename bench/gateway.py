@@ -35,7 +35,7 @@ import aiohttp
 import jwt
 import psutil
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipeline.model import WIDGET_UPDATE
 from pipeline.serde import AvroSerde

@@ -121,7 +121,7 @@ def test_owner_is_the_first_summary_user() -> None:
 
 
 def test_filter_narrows_the_list_and_recounts_open() -> None:
-    data = {"errors": [{"severity": "error", "agent": "a", "status": "open"},
+    data: dict[str, Any] = {"errors": [{"severity": "error", "agent": "a", "status": "open"},
                        {"severity": "warning", "agent": "b", "status": "open"},
                        {"severity": "error", "agent": "b", "status": "resolved"}], "open": 2}
     out = protocol.apply_filter("error_log", data, {"severity": ("error",), "agent": ("b",)})
