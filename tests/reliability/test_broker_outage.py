@@ -68,7 +68,7 @@ def _spooled(line: Pipeline) -> float:
     strict=False,
     reason="open bug (consumers/): after the outage the ClickHouse sink's events consumer "
     "sometimes never rejoins its group (group EMPTY, loop polling, health says healthy with no "
-    "partitions), so ClickHouse stops loading; 1 of 2 runs on 2026-11-26. See "
+    "partitions), so ClickHouse stops loading; 1 of 3 runs on 2026-11-26. See "
     "docs/reliability.md, Findings.",
 )
 def test_broker_outage_60s_collector_spools_and_counts_stay_exact(
