@@ -85,6 +85,7 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     from processors.http import HttpEndpoint, health_check
     from processors.metrics import WorkerMetrics
     from processors.redact_agent import RedactAgentConfig, attach_redact_agent
+    from processors.startup_flow import hold_flow_around_seeks
     from processors.topics import define_topics
     from processors.validate import EventProcessor, Limits
 
@@ -103,6 +104,7 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
         ),
     )
     app = create_app(settings)
+    hold_flow_around_seeks(app)
     # Faust creates its data dir but not the parents.
     Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     topics = define_topics(app, settings, serde)

@@ -1,0 +1,80 @@
+"""The seek to committed offsets runs with the flow stopped; revocations stop it too."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from processors.startup_flow import hold_flow_around_seeks
+
+
+class FakeSignal:
+    def __init__(self) -> None:
+        self.receivers: list[Any] = []
+
+    def connect(self, fun: Any) -> Any:
+        self.receivers.append(fun)
+        return fun
+
+    async def send(self, *args: Any) -> None:
+        for fun in self.receivers:
+            await fun(self, *args)
+
+
+class FakeFlowControl:
+    def __init__(self) -> None:
+        self.active = True
+
+    def suspend(self) -> None:
+        self.active = False
+
+    def resume(self) -> None:
+        self.active = True
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+class FakeConsumer:
+    def __init__(self, app: FakeApp) -> None:
+        self.app = app
+        self.flow_active = True
+        self.seen_during_seek: list[tuple[bool, bool]] = []
+
+    def stop_flow(self) -> None:
+        self.flow_active = False
+
+    def resume_flow(self) -> None:
+        self.flow_active = True
+
+    async def perform_seek(self) -> None:
+        self.seen_during_seek.append((self.flow_active, self.app.flow_control.is_active()))
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.on_partitions_revoked = FakeSignal()
+        self.flow_control = FakeFlowControl()
+        self.consumer = FakeConsumer(self)
+
+
+def test_seek_runs_with_the_flow_stopped_after_the_first_revocation() -> None:
+    app = FakeApp()
+    hold_flow_around_seeks(app)
+    asyncio.run(app.on_partitions_revoked.send(set()))
+    assert not app.consumer.flow_active and not app.flow_control.active
+    # Recovery resumes the flow to read changelogs, then seeks: the seek must stop it again.
+    app.consumer.resume_flow()
+    app.flow_control.resume()
+    asyncio.run(app.consumer.perform_seek())
+    assert app.consumer.seen_during_seek == [(False, False)]
+
+
+def test_installing_twice_wraps_the_seek_once() -> None:
+    app = FakeApp()
+    hold_flow_around_seeks(app)
+    asyncio.run(app.on_partitions_revoked.send(set()))
+    asyncio.run(app.on_partitions_revoked.send({"t"}))
+    app.consumer.resume_flow()
+    asyncio.run(app.consumer.perform_seek())
+    assert len(app.consumer.seen_during_seek) == 1
