@@ -394,12 +394,6 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     check(*final(kafka_bootstrap, topics), producer.stream, topics.ingest)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (issue 5): when two workers start together the committed events topic can "
-    "hold a few events twice, and a worker that leaves makes the survivor crash in Faust table "
-    "recovery (ConsistencyError); sinks stay exact by event_id. See docs/worker.md.",
-)
 @pytest.mark.parametrize("topics", [6], indirect=True, ids=["6-partitions"])
 def test_two_workers_share_the_partitions_of_one_group(
     topics: Topics, make_worker: Callable[[Topics], Worker], kafka_bootstrap: str

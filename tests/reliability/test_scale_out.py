@@ -145,10 +145,9 @@ def _sink_spread(line: Pipeline) -> list[int]:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="open bug (issue 5): three exactly-once workers joining together can keep rebalancing "
-    "(Faust begin_transaction 'Invalid state transition' warnings) and not drain within the "
-    "deadline; failed in both clean-clone CI runs of 2026-11-26 after passing twice earlier "
-    "that day. See docs/worker.md.",
+    reason="open bug (issue 5): with three exactly-once workers joining together one session can "
+    "lose a few events in the first stage (after f0d608f: passed once, then 33 of 36 events of "
+    "one session reached ClickHouse and the archive, no component crashed). See docs/worker.md.",
 )
 def test_three_workers_two_sinks_spread_evenly_and_count_exactly(scaled: Pipeline) -> None:
     even_workers = [PARTITIONS // WORKERS] * WORKERS
