@@ -57,6 +57,7 @@ class WorkerRun:
             "AGENTWATCH_TOPICS__WIDGETS": self.topic("widgets"),
             "AGENTWATCH_TOPICS__PATTERNS": self.topic("patterns"),
             "AGENTWATCH_TOPICS__DLQ": self.topic("dlq"),
+            "AGENTWATCH_TOPICS__REPLAY": self.topic("replay"),
             "AGENTWATCH_TOPICS__PARTITIONS": str(self.partitions),
             "AGENTWATCH_WORKER__APP_ID": self.prefix,
             "AGENTWATCH_WORKER_HTTP__PORT": str(self.port),
