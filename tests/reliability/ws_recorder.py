@@ -82,7 +82,10 @@ class WsRecorder:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         self._ready.set()
-        async with aiohttp.ClientSession(headers=self.headers) as http:
+        # No connection limit: every open WebSocket holds a pooled connection, and the default
+        # pool of 100 would leave the sockets of later sessions waiting forever (a long soak).
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(headers=self.headers, connector=connector) as http:
             tasks: set[asyncio.Task[None]] = set()
             overview = asyncio.create_task(self._overview(http, tasks))
             await self._stop.wait()
