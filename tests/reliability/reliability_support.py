@@ -200,7 +200,9 @@ def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool
                      "segments": len(set(now.segments.get(s, ())))}
                  for s, n in expected.items()}
         health = {name: c.health() for name, c in line.components.items()}
-        raise AssertionError(f"{exc}\nper session: {short}\nhealth: {health}") from None
+        stages = _stage_counts(line, [s for s, v in short.items() if v["clickhouse"] < v["expected"]])
+        raise AssertionError(f"{exc}\nper session: {short}\nshort sessions per topic: {stages}"
+                             f"\nhealth: {health}") from None
     in_ch = ch_event_ids(line)
     view: ArchiveView = read_archive(line.archive_root())
     if all_sessions:
@@ -222,6 +224,20 @@ def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool
         assert len(events) == sum(expected.values()) and not doubled, (
             f"events topic: {len(events)} messages, {len(set(ids))} distinct, expected "
             f"{sum(expected.values())}; {len(doubled)} event ids more than once")
+
+
+def _stage_counts(line: Pipeline, sessions: list[str]) -> dict[str, dict[str, int]]:
+    """Messages per short session on each topic, to tell which stage lost an event."""
+    counts: dict[str, dict[str, int]] = {s: {} for s in sessions}
+    for label, topic, committed in (("ingest", "ingest", False), ("events", "events", True),
+                                    ("events_uncommitted", "events", False), ("dlq", "dlq", False)):
+        for message in topic_messages(line.kafka_bootstrap, line.topics[topic],
+                                      committed_only=committed):
+            key = (message.key() or b"").decode(errors="replace")
+            if key in counts:
+                ids = counts[key]
+                ids[label] = ids.get(label, 0) + 1
+    return counts
 
 
 # --- Leaks ----------------------------------------------------------------------------------
