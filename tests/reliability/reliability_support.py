@@ -226,17 +226,31 @@ def assert_exact(line: Pipeline, expected: dict[str, int], *, all_sessions: bool
             f"{sum(expected.values())}; {len(doubled)} event ids more than once")
 
 
-def _stage_counts(line: Pipeline, sessions: list[str]) -> dict[str, dict[str, int]]:
-    """Messages per short session on each topic, to tell which stage lost an event."""
-    counts: dict[str, dict[str, int]] = {s: {} for s in sessions}
+def _stage_counts(line: Pipeline, sessions: list[str]) -> dict[str, Any]:
+    """Messages per short session on each topic, to tell which stage lost an event, and the
+    ingest position and type of the events that never reached the events topic."""
+    serde = AvroSerde()
+    counts: dict[str, Any] = {s: {} for s in sessions}
+    ingest: dict[str, tuple[int, int, str]] = {}
+    published: set[str] = set()
     for label, topic, committed in (("ingest", "ingest", False), ("events", "events", True),
                                     ("events_uncommitted", "events", False), ("dlq", "dlq", False)):
         for message in topic_messages(line.kafka_bootstrap, line.topics[topic],
                                       committed_only=committed):
             key = (message.key() or b"").decode(errors="replace")
-            if key in counts:
-                ids = counts[key]
-                ids[label] = ids.get(label, 0) + 1
+            if key not in counts:
+                continue
+            counts[key][label] = counts[key].get(label, 0) + 1
+            if label in ("ingest", "events_uncommitted"):
+                with contextlib.suppress(Exception):
+                    event = serde.decode_event(message.value())
+                    if label == "ingest":
+                        ingest[event["event_id"]] = (message.partition(), message.offset(),
+                                                     event["event_type"])
+                    else:
+                        published.add(event["event_id"])
+    counts["missing (partition, offset, type)"] = sorted(
+        v for k, v in ingest.items() if k not in published)
     return counts
 
 
