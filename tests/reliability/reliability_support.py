@@ -251,6 +251,12 @@ def _stage_counts(line: Pipeline, sessions: list[str]) -> dict[str, Any]:
                         published.add(event["event_id"])
     counts["missing (partition, offset, type)"] = sorted(
         v for k, v in ingest.items() if k not in published)
+    for name, component in line.components.items():
+        if name.startswith("worker"):
+            with contextlib.suppress(Exception):
+                counts[f"{name} messages/rewound-skipped"] = (
+                    component.metric_sum("agentwatch_worker_messages_total{"),
+                    component.metric_sum("agentwatch_worker_rewound_skipped_total"))
     return counts
 
 
