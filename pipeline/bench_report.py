@@ -26,6 +26,10 @@ TARGETS: dict[str, str] = {
     "gateway": "10,000 idle clients per process; p99 <= 200 ms at 1,000 clients",
     "hooks": "HTTP hook p99 <= 5 ms; command hook p50 <= 40 ms; OTLP >= 20,000 events/s",
     "redact": ">= 20,000 events/s per core",
+    "worker": ">= 10,000 events/s ingest -> events with one worker",
+    "aggregate": ">= 10,000 events/s; p99 event -> widget update <= 300 ms",
+    "sampler": "< 1% of one core at 1 s interval",
+    "e2e_latency": "collector -> dashboard p50 <= 150 ms, p99 <= 500 ms at 1,000 events/s",
 }
 """Targets stated in docs/benchmarks.md, shown beside each benchmark's figures."""
 
