@@ -17,7 +17,15 @@ commit-after-write rule lives here and nowhere else:
 * partitions revoked or lost in a rebalance: their batches are dropped (their offsets were not
   committed, the new owner reads them again) and ``sink.revoke`` is told;
 * ``run(stop)`` returns after ``stop`` is set: a last flush (retried until
-  ``shutdown_flush_timeout_s``), a commit, ``consumer.close()``, ``sink.close()``.
+  ``shutdown_flush_timeout_s``), a commit, ``consumer.close()``, ``sink.close()``;
+* group watchdog: a loop that is out of its consumer group (no ``on_assign`` since it
+  subscribed or since its last revoke/loss) while Kafka answers and its topic has partitions
+  is counted as unassigned; after ``unassigned_timeout_s`` its health turns unhealthy (reason
+  ``not_in_group``), after ``rejoin_timeout_s`` it closes its Kafka consumer and subscribes a
+  fresh one from ``consumer_factory``. librdkafka has been seen to stay out of its group for
+  good after a broker outage that overlapped a synchronous offset commit (docs/reliability.md,
+  Findings); an idle member of a group with more members than partitions is *in* its group
+  (it gets an empty assignment) and is never flagged.
 
 Usage (a sink's entry point runs this in a thread; health() is safe to call from another)::
 
@@ -86,6 +94,25 @@ class KafkaConsumer(Protocol):
     def close(self) -> None: ...
 
 
+ConsumerFactory = Callable[[], KafkaConsumer]
+PartitionCounter = Callable[[KafkaConsumer, str, float], int | None]
+
+
+def topic_partition_count(consumer: KafkaConsumer, topic: str, timeout_s: float) -> int | None:
+    """Partitions of ``topic`` from broker metadata, or None when Kafka does not answer
+    (or the client cannot tell): an outage is not a stuck consumer."""
+    list_topics = getattr(consumer, "list_topics", None)
+    if list_topics is None:
+        return None
+    try:
+        meta = list_topics(topic, timeout=timeout_s).topics.get(topic)
+    except (KafkaException, RuntimeError):
+        return None
+    if meta is None or meta.error is not None:
+        return None
+    return len(meta.partitions)
+
+
 def consumer_config(kafka: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
     """librdkafka settings for a sink's consumer: manual commits, earliest reset, eager rebalance."""
     conf: dict[str, Any] = {
@@ -122,6 +149,16 @@ class BatchingConfig:
     shutdown_flush_timeout_s: float = 20.0
     stage: str = "sink"
     """Written into dead letters so an analyst knows which component refused the record."""
+    unassigned_timeout_s: float = 30.0
+    """Out of the group this long while Kafka answers and the topic has partitions: unhealthy.
+    Set it to the consumer's session timeout: a normal rebalance ends well within it."""
+    rejoin_timeout_s: float | None = 60.0
+    """Out of the group this long: replace the Kafka consumer with a fresh one (needs a
+    ``consumer_factory``); None never does."""
+    group_check_interval_s: float = 2.0
+    """While out of the group, how often the topic's partitions are looked up."""
+    metadata_timeout_s: float = 2.0
+    """Longest one such lookup blocks the loop (it has nothing assigned to poll meanwhile)."""
 
 
 class BatchingMetrics:
@@ -155,6 +192,14 @@ class BatchingMetrics:
         self.consumer_errors = Counter("agentwatch_sink_consumer_errors_total",
                                        "Error events from the Kafka client", ["sink"],
                                        registry=registry)
+        self.unassigned_seconds = Gauge(
+            "agentwatch_sink_unassigned_seconds",
+            "Seconds the loop has been out of its consumer group while Kafka answers and its "
+            "topic has partitions (0 while in the group)", ["sink"], registry=registry)
+        self.consumer_recreations = Counter(
+            "agentwatch_sink_consumer_recreations_total",
+            "Kafka consumers replaced because they stayed out of their group", ["sink"],
+            registry=registry)
 
 
 @dataclass
@@ -180,6 +225,8 @@ class BatchingConsumer(Generic[T]):
         metrics: BatchingMetrics,
         config: BatchingConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        consumer_factory: ConsumerFactory | None = None,
+        partition_count: PartitionCounter = topic_partition_count,
     ) -> None:
         self.name = name
         self._consumer = consumer
@@ -205,14 +252,21 @@ class BatchingConsumer(Generic[T]):
         self._m_buffered = metrics.buffered.labels(sink=name)
         self._m_commit_failures = metrics.commit_failures.labels(sink=name)
         self._m_consumer_errors = metrics.consumer_errors.labels(sink=name)
+        self._m_unassigned = metrics.unassigned_seconds.labels(sink=name)
+        self._m_recreations = metrics.consumer_recreations.labels(sink=name)
         self._metrics = metrics
+        self._factory = consumer_factory
+        self._partition_count = partition_count
+        self._in_group = False
+        self._unassigned_since: float | None = None
+        """First moment, since leaving the group, that Kafka answered with partitions."""
+        self._next_group_check = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         self._state = "running"
-        self._consumer.subscribe(self._topics, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._subscribe()
         try:
             while not stop.is_set():
                 self._step()
@@ -226,9 +280,21 @@ class BatchingConsumer(Generic[T]):
 
     def health(self) -> dict[str, Any]:
         """Alive while the loop runs; a backend outage shows as ``retrying``, not unhealthy:
-        restarting the sink would not bring the backend back."""
+        restarting the sink would not bring the backend back. Out of the consumer group for
+        longer than ``unassigned_timeout_s`` while Kafka answers is unhealthy (``reason``):
+        nothing would be loaded again otherwise, and the loop looked alive."""
+        unassigned_s = self.unassigned_for_s()
+        stuck = unassigned_s >= self._cfg.unassigned_timeout_s
+        alive = self._state in ("created", "running")
+        reason = None if alive else f"loop {self._state}"
+        if alive and stuck:
+            reason = (f"not_in_group: no partition assignment for {unassigned_s:.0f} s while "
+                      f"{', '.join(self._topics)} has partitions")
         return {
-            "healthy": self._state in ("created", "running"),
+            "healthy": alive and not stuck,
+            "reason": reason,
+            "in_group": self._in_group,
+            "unassigned_s": round(unassigned_s, 1),
             "state": self._state,
             "retrying": self._retry_at is not None,
             "consecutive_failures": self._backoff.failures,
@@ -238,9 +304,16 @@ class BatchingConsumer(Generic[T]):
             "assigned": sorted(f"{t}[{p}]" for t, p in list(self._parts)),
         }
 
+    def unassigned_for_s(self) -> float:
+        """Seconds out of the group while Kafka answered with partitions of the topic."""
+        since = self._unassigned_since
+        return 0.0 if since is None or self._in_group else max(0.0, self._clock() - since)
+
     # -- the loop ----------------------------------------------------------------------------
 
     def _step(self) -> None:
+        if not self._in_group:
+            self._watch_group()
         if self._retry_at is not None and self._clock() >= self._retry_at:
             self._flush()
             return
@@ -399,9 +472,71 @@ class BatchingConsumer(Generic[T]):
             log.warning("pause/resume failed", extra={"sink": self.name, "error": str(exc)})
         self._paused = paused
 
+    # -- group watchdog ----------------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(self._topics, on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def _watch_group(self) -> None:
+        """Out of the group: is Kafka there with partitions for us? If so, for how long?"""
+        now = self._clock()
+        if now < self._next_group_check:
+            return
+        self._next_group_check = now + self._cfg.group_check_interval_s
+        counts = [self._partition_count(self._consumer, topic, self._cfg.metadata_timeout_s)
+                  for topic in self._topics]
+        if self._in_group:  # a rebalance callback ran inside the lookup
+            return
+        if not any(counts):  # Kafka away or no partitions yet: not (yet) a stuck consumer
+            self._unassigned_since = None
+            self._m_unassigned.set(0)
+            return
+        now = self._clock()
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        waited = now - self._unassigned_since
+        self._m_unassigned.set(waited)
+        limit = self._cfg.rejoin_timeout_s
+        if limit is not None and self._factory is not None and waited >= limit:
+            self._recreate_consumer(waited)
+
+    def _recreate_consumer(self, waited: float) -> None:
+        """Replace a consumer that stays out of its group although Kafka is back.
+
+        Only reached with nothing assigned, so no batch and no offset is pending. The old
+        client is closed on a helper thread with a bound: a client wedged in its group state
+        may never finish closing, and that must not wedge the loop too. Its late rebalance
+        callbacks are ignored (they name the old consumer).
+        """
+        old = self._consumer
+        log.error("consumer out of its group although Kafka answers; replacing it",
+                  extra={"sink": self.name, "topics": self._topics,
+                         "unassigned_s": round(waited, 1),
+                         "member_id": _member_id(old)})
+        closer = threading.Thread(target=_close_quietly, args=(old, self.name),
+                                  name=f"{self.name}-close-stuck-consumer", daemon=True)
+        closer.start()
+        closer.join(self._cfg.metadata_timeout_s * 5)
+        if closer.is_alive():
+            log.warning("the replaced consumer did not close in time; left to finish alone",
+                        extra={"sink": self.name})
+        assert self._factory is not None
+        self._consumer = self._factory()
+        self._m_recreations.inc()
+        self._unassigned_since = None
+        self._m_unassigned.set(0)
+        self._subscribe()
+
     # -- rebalance callbacks (run inside consume(), on this thread) ---------------------------
 
-    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        if consumer is not self._consumer and self._factory is not None:
+            return  # a replaced consumer, closing on its own thread
+        # In the group again (an empty assignment too: more members than partitions).
+        self._in_group = True
+        self._unassigned_since = None
+        self._m_unassigned.set(0)
         self._metrics.rebalances.labels(sink=self.name, kind="assign").inc()
         for p in partitions:
             self._parts.setdefault(TopicPartition(p.topic, p.partition), _PartitionState())
@@ -410,13 +545,18 @@ class BatchingConsumer(Generic[T]):
         log.info("partitions assigned",
                  extra={"sink": self.name, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
 
-    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
-        self._drop(partitions, "revoke")
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._drop(consumer, partitions, "revoke")
 
-    def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
-        self._drop(partitions, "lost")
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        self._drop(consumer, partitions, "lost")
 
-    def _drop(self, partitions: list[Any], kind: str) -> None:
+    def _drop(self, consumer: Any, partitions: list[Any], kind: str) -> None:
+        if consumer is not self._consumer and self._factory is not None:
+            return  # a replaced consumer, closing on its own thread
+        if self._in_group:
+            self._in_group = False
+            self._next_group_check = self._clock() + self._cfg.group_check_interval_s
         self._metrics.rebalances.labels(sink=self.name, kind=kind).inc()
         tps = [TopicPartition(p.topic, p.partition) for p in partitions]
         dropped = 0
@@ -465,12 +605,30 @@ class BatchingConsumer(Generic[T]):
         self._sink.close()
 
 
+def _member_id(consumer: KafkaConsumer) -> str | None:
+    memberid = getattr(consumer, "memberid", None)
+    try:
+        return str(memberid()) if memberid is not None else None
+    except (KafkaException, RuntimeError):
+        return None
+
+
+def _close_quietly(consumer: KafkaConsumer, name: str) -> None:
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError) as exc:
+        log.warning("closing the replaced consumer failed", extra={"sink": name, "error": str(exc)})
+
+
 __all__ = [
     "BatchingConfig",
     "BatchingConsumer",
     "BatchingMetrics",
+    "ConsumerFactory",
     "Deserializer",
     "KafkaConsumer",
     "KafkaMessage",
+    "PartitionCounter",
     "consumer_config",
+    "topic_partition_count",
 ]

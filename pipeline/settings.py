@@ -132,6 +132,12 @@ class ClickHouseSinkSettings(_Section):
     """On SIGTERM, how long the last flush is retried before exiting without committing it."""
     session_timeout_s: float = Field(default=30.0, ge=6, le=300)
     """Kafka group session timeout: how soon a killed sink's partitions move to a live one."""
+    unassigned_timeout_s: float = Field(default=0.0, ge=0)
+    """A loader out of its Kafka group this long while Kafka answers and its topic has partitions
+    reports unhealthy (reason not_in_group); 0 = session_timeout_s."""
+    rejoin_timeout_s: float = Field(default=0.0, ge=0)
+    """...and after this long it replaces its Kafka consumer with a fresh one; 0 = twice the
+    unassigned timeout."""
 
 
 class RetentionSettings(_Section):
@@ -193,6 +199,10 @@ class ArchiveSettings(_Section):
     """Kafka consumer group of the archive sink."""
     session_timeout_ms: int = Field(default=30_000, ge=6_000)
     """Kafka group session timeout: how long a crashed sink holds its partitions."""
+    unassigned_timeout_s: float = Field(default=0.0, ge=0)
+    """Out of its Kafka group this long while Kafka answers and the events topic has partitions:
+    unhealthy (reason not_in_group), and after twice as long the consumer is replaced by a fresh
+    one; 0 = the session timeout."""
     sse: Literal["", "AES256", "aws:kms"] = ""
     """S3 server-side encryption: empty = bucket default, AES256 = SSE-S3, aws:kms = SSE-KMS."""
     sse_kms_key_id: str | None = None

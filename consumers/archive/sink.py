@@ -87,18 +87,24 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     dead_letters = KafkaDeadLetters(
         Producer({**settings.kafka.client_config(), "enable.idempotence": True}),
         serde, settings.topics.dlq)
+    def make_consumer() -> KafkaConsumer:
+        # confluent-kafka's overloaded commit() does not match the base's Protocol for mypy.
+        return cast("KafkaConsumer", Consumer(consumer_config(
+            settings.kafka, cfg.consumer_group, **{"session.timeout.ms": cfg.session_timeout_ms})))
+
+    unassigned_s = cfg.unassigned_timeout_s or cfg.session_timeout_ms / 1000
     loop = BatchingConsumer(
         name="archive",
-        # confluent-kafka's overloaded commit() does not match the base's Protocol for mypy.
-        consumer=cast("KafkaConsumer", Consumer(consumer_config(
-            settings.kafka, cfg.consumer_group, **{"session.timeout.ms": cfg.session_timeout_ms}))),
+        consumer=make_consumer(),
+        consumer_factory=make_consumer,
         topics=[settings.topics.events],
         deserialize=serde.decode_event,
         sink=archiver,
         dead_letters=dead_letters,
         metrics=BatchingMetrics(registry),
         config=BatchingConfig(max_records=cfg.segment_max_events, max_age_s=cfg.segment_max_age_s,
-                              stage="archive"),
+                              stage="archive", unassigned_timeout_s=unassigned_s,
+                              rejoin_timeout_s=2 * unassigned_s),
     )
     idle_task = asyncio.create_task(_compact_idle_forever(archiver, cfg.idle_check_interval_s))
 

@@ -133,17 +133,25 @@ def build_loops(settings: Settings, registry: Any, dead_letters: Any) -> list[Ba
                       password=ch.password.get_secret_value(), database=database,
                       connect_timeout=5, send_receive_timeout=cfg.insert_timeout_s)
 
+    def consumer_factory(loader: _Loader) -> Callable[[], KafkaConsumer]:
+        def make() -> KafkaConsumer:
+            # confluent-kafka's overloaded commit() does not match the base's Protocol for mypy.
+            return cast("KafkaConsumer", Consumer(consumer_config(
+                settings.kafka, loader.group_id,
+                **{"client.id": f"{settings.kafka.client_id}-clickhouse-{loader.name}",
+                   "session.timeout.ms": int(cfg.session_timeout_s * 1000)})))
+        return make
+
+    unassigned_s = cfg.unassigned_timeout_s or cfg.session_timeout_s
     loops: list[BatchingConsumer[Any]] = []
     for loader in _loaders(settings):
         sink = ClickHouseSink(client_factory, database, loader.spec, sink_metrics,
                               sessions=SessionFolder(database) if loader.with_sessions else None)
+        make_consumer = consumer_factory(loader)
         loops.append(BatchingConsumer(
             name=loader.name,
-            # confluent-kafka's overloaded commit() does not match the base's Protocol for mypy.
-            consumer=cast("KafkaConsumer", Consumer(consumer_config(
-                settings.kafka, loader.group_id,
-                **{"client.id": f"{settings.kafka.client_id}-clickhouse-{loader.name}",
-                   "session.timeout.ms": int(cfg.session_timeout_s * 1000)}))),
+            consumer=make_consumer(),
+            consumer_factory=make_consumer,
             topics=[loader.topic],
             deserialize=decoder(serde, loader.record_name),
             sink=sink,
@@ -156,7 +164,9 @@ def build_loops(settings: Settings, registry: Any, dead_letters: Any) -> list[Ba
                                   max_s=max(cfg.retry_max_s, cfg.retry_initial_s),
                                   max_attempts=None),
                 shutdown_flush_timeout_s=cfg.shutdown_timeout_s,
-                stage=f"clickhouse_sink.{loader.name}"),
+                stage=f"clickhouse_sink.{loader.name}",
+                unassigned_timeout_s=unassigned_s,
+                rejoin_timeout_s=cfg.rejoin_timeout_s or 2 * unassigned_s),
         ))
     return loops
 
