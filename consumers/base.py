@@ -10,7 +10,11 @@ commit-after-write rule lives here and nowhere else:
 * keep one batch per assigned partition; flush all of them together when ``max_records``
   messages are buffered or the oldest unflushed message is ``max_age_s`` old;
 * flush = make the dead letters durable, ``sink.write(batch, reject)``, then commit each
-  partition's next offset synchronously. Offsets are committed only after the write returned;
+  partition's next offset. Offsets are committed only after the write returned, and
+  asynchronously: a synchronous commit waits without bound for the group coordinator, and one
+  issued as the broker went away (test_broker_outage.py) never returned, so the loop stopped
+  polling, never saw its partitions lost and never rejoined. Failures arrive through the
+  ``on_commit`` callback (``commit_reporter``); ``consumer.close()`` waits for the last ones;
 * a failed write keeps the batch and its offsets, pauses every assigned partition and retries
   after the ``RetryPolicy`` backoff (``BackpressureError.retry_after`` honoured) while the loop
   keeps polling, so the consumer stays in its group and never spins;
@@ -111,6 +115,24 @@ def topic_partition_count(consumer: KafkaConsumer, topic: str, timeout_s: float)
     if meta is None or meta.error is not None:
         return None
     return len(meta.partitions)
+
+
+def commit_reporter(metrics: BatchingMetrics, name: str) -> Callable[[Any, list[Any]], None]:
+    """The consumer's ``on_commit`` callback (runs inside ``consume()``): counts and logs the
+    asynchronous commits that failed. The data is written; the next owner of the partitions
+    re-reads it and the sink's deduplication (or the archive's at-least-once) absorbs it."""
+    failures = metrics.commit_failures.labels(sink=name)
+
+    def on_commit(err: Any, partitions: list[Any]) -> None:
+        failed = [p for p in partitions if p.error is not None]
+        if err is None and not failed:
+            return
+        failures.inc()
+        log.warning("offset commit failed after a successful write",
+                    extra={"sink": name, "error": str(err or failed[0].error),
+                           "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
+
+    return on_commit
 
 
 def consumer_config(kafka: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
@@ -453,7 +475,7 @@ class BatchingConsumer(Generic[T]):
             return
         tps = [KafkaTopicPartition(tp.topic, tp.partition, off) for tp, off in offsets.items()]
         try:
-            self._consumer.commit(offsets=tps, asynchronous=False)
+            self._consumer.commit(offsets=tps, asynchronous=True)
         except KafkaException as exc:
             # The data is written; the next owner of these partitions re-reads them and the
             # sink's deduplication (or the archive's at-least-once contract) absorbs it.
@@ -629,6 +651,7 @@ __all__ = [
     "KafkaConsumer",
     "KafkaMessage",
     "PartitionCounter",
+    "commit_reporter",
     "consumer_config",
     "topic_partition_count",
 ]

@@ -72,6 +72,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         BatchingConsumer,
         BatchingMetrics,
         KafkaConsumer,
+        commit_reporter,
         consumer_config,
     )
     from consumers.dlq import KafkaDeadLetters
@@ -87,10 +88,14 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     dead_letters = KafkaDeadLetters(
         Producer({**settings.kafka.client_config(), "enable.idempotence": True}),
         serde, settings.topics.dlq)
+    batching_metrics = BatchingMetrics(registry)
+
     def make_consumer() -> KafkaConsumer:
         # confluent-kafka's overloaded commit() does not match the base's Protocol for mypy.
         return cast("KafkaConsumer", Consumer(consumer_config(
-            settings.kafka, cfg.consumer_group, **{"session.timeout.ms": cfg.session_timeout_ms})))
+            settings.kafka, cfg.consumer_group,
+            **{"session.timeout.ms": cfg.session_timeout_ms,
+               "on_commit": commit_reporter(batching_metrics, "archive")})))
 
     unassigned_s = cfg.unassigned_timeout_s or cfg.session_timeout_ms / 1000
     loop = BatchingConsumer(
@@ -101,7 +106,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         deserialize=serde.decode_event,
         sink=archiver,
         dead_letters=dead_letters,
-        metrics=BatchingMetrics(registry),
+        metrics=batching_metrics,
         config=BatchingConfig(max_records=cfg.segment_max_events, max_age_s=cfg.segment_max_age_s,
                               stage="archive", unassigned_timeout_s=unassigned_s,
                               rejoin_timeout_s=2 * unassigned_s),

@@ -112,6 +112,7 @@ def build_loops(settings: Settings, registry: Any, dead_letters: Any) -> list[Ba
         BatchingConsumer,
         BatchingMetrics,
         KafkaConsumer,
+        commit_reporter,
         consumer_config,
     )
     from consumers.clickhouse.sessions import SessionFolder
@@ -139,7 +140,8 @@ def build_loops(settings: Settings, registry: Any, dead_letters: Any) -> list[Ba
             return cast("KafkaConsumer", Consumer(consumer_config(
                 settings.kafka, loader.group_id,
                 **{"client.id": f"{settings.kafka.client_id}-clickhouse-{loader.name}",
-                   "session.timeout.ms": int(cfg.session_timeout_s * 1000)})))
+                   "session.timeout.ms": int(cfg.session_timeout_s * 1000),
+                   "on_commit": commit_reporter(batching_metrics, loader.name)})))
         return make
 
     unassigned_s = cfg.unassigned_timeout_s or cfg.session_timeout_s

@@ -202,3 +202,20 @@ def test_without_a_factory_the_consumer_is_kept() -> None:
     assert not seen["health"]["healthy"]
     assert registry.get_sample_value("agentwatch_sink_consumer_recreations_total",
                                      {"sink": "t"}) == 0.0
+
+
+def test_failed_async_commits_are_counted_and_successful_ones_not() -> None:
+    from confluent_kafka import KafkaError
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    from consumers.base import commit_reporter
+
+    registry = CollectorRegistry()
+    on_commit = commit_reporter(BatchingMetrics(registry), "t")
+    ok = KafkaTopicPartition(TOPIC, 0, 5)
+    on_commit(None, [ok])
+    on_commit(KafkaError(KafkaError._WAIT_COORD), [ok])
+    refused = type("Refused", (), {"topic": TOPIC, "partition": 1, "offset": 7,
+                                   "error": KafkaError(KafkaError.ILLEGAL_GENERATION)})()
+    on_commit(None, [ok, refused])
+    assert registry.get_sample_value("agentwatch_sink_commit_failures_total", {"sink": "t"}) == 2.0
