@@ -111,6 +111,7 @@ async def serve(settings: Settings, *, channel_names: Sequence[str] | None = Non
         BatchingConsumer,
         BatchingMetrics,
         KafkaConsumer,
+        commit_reporter,
         consumer_config,
     )
     from consumers.dlq import KafkaDeadLetters
@@ -132,12 +133,19 @@ async def serve(settings: Settings, *, channel_names: Sequence[str] | None = Non
     serde = serde_from_settings(settings)
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True})
     dlq = KafkaDeadLetters(producer, serde, settings.topics.dlq)
+    batching_metrics = BatchingMetrics(registry)
+
+    def make_consumer() -> KafkaConsumer:
+        # confluent-kafka's stubs type commit() with overloads the Protocol does not spell out.
+        return cast("KafkaConsumer", Consumer(consumer_config(
+            settings.kafka, cfg.consumer_group,
+            on_commit=commit_reporter(batching_metrics, "alerts"))))
+
     batching: BatchingConsumer[Alert] = BatchingConsumer(
         name="alerts",
-        # confluent-kafka's stubs type commit() with overloads the Protocol does not spell out.
-        consumer=cast("KafkaConsumer", Consumer(consumer_config(settings.kafka, cfg.consumer_group))),
+        consumer=make_consumer(), consumer_factory=make_consumer,
         topics=[settings.topics.patterns], deserialize=alert_decoder(serde),
-        sink=AlertSink(dispatcher, loop), dead_letters=dlq, metrics=BatchingMetrics(registry),
+        sink=AlertSink(dispatcher, loop), dead_letters=dlq, metrics=batching_metrics,
         config=BatchingConfig(max_records=500, max_age_s=0.1, stage="alerts",
                               shutdown_flush_timeout_s=10.0))
 
