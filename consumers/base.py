@@ -181,6 +181,9 @@ class BatchingConfig:
     """While out of the group, how often the topic's partitions are looked up."""
     metadata_timeout_s: float = 2.0
     """Longest one such lookup blocks the loop (it has nothing assigned to poll meanwhile)."""
+    stall_timeout_s: float | None = 300.0
+    """A loop step (poll, write, commit) running longer than this is unhealthy (loop_stalled):
+    a loop blocked inside the Kafka client serves no rebalance and runs no watchdog."""
 
 
 class BatchingMetrics:
@@ -283,6 +286,7 @@ class BatchingConsumer(Generic[T]):
         self._unassigned_since: float | None = None
         """First moment, since leaving the group, that Kafka answered with partitions."""
         self._next_group_check = 0.0
+        self._step_started: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -291,7 +295,9 @@ class BatchingConsumer(Generic[T]):
         self._subscribe()
         try:
             while not stop.is_set():
+                self._step_started = self._clock()
                 self._step()
+                self._step_started = None
             self._drain()
         except BaseException:
             self._state = "crashed"
@@ -309,6 +315,12 @@ class BatchingConsumer(Generic[T]):
         stuck = unassigned_s >= self._cfg.unassigned_timeout_s
         alive = self._state in ("created", "running")
         reason = None if alive else f"loop {self._state}"
+        started, limit = self._step_started, self._cfg.stall_timeout_s
+        if alive and started is not None and limit is not None:
+            running_s = self._clock() - started
+            if running_s >= limit:
+                alive = False
+                reason = f"loop_stalled: one step has been running for {running_s:.0f} s"
         if alive and stuck:
             reason = (f"not_in_group: no partition assignment for {unassigned_s:.0f} s while "
                       f"{', '.join(self._topics)} has partitions")

@@ -219,3 +219,24 @@ def test_failed_async_commits_are_counted_and_successful_ones_not() -> None:
                                    "error": KafkaError(KafkaError.ILLEGAL_GENERATION)})()
     on_commit(None, [ok, refused])
     assert registry.get_sample_value("agentwatch_sink_commit_failures_total", {"sink": "t"}) == 2.0
+
+
+def test_a_loop_blocked_inside_one_step_is_unhealthy() -> None:
+    """E.g. a synchronous call into the Kafka client that never returns."""
+    clock, kafka, registry = Clock(), Kafka(2), CollectorRegistry()
+    seen: dict[str, Any] = {}
+
+    class Blocking(FakeConsumer):
+        def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
+            if self.consume_calls == 3:
+                clock.now += 10.0
+                seen["short"] = loop.health()
+                clock.now += 300.0
+                seen["long"] = loop.health()
+            return super().consume(num_messages, timeout)
+
+    loop = make(Blocking({TOPIC: 2}), clock, kafka, registry, stall_timeout_s=120.0)
+    loop.run(Script(clock, {6: lambda: seen.setdefault("after", loop.health())}))
+    assert seen["short"]["healthy"]
+    assert not seen["long"]["healthy"] and seen["long"]["reason"].startswith("loop_stalled")
+    assert seen["after"]["healthy"]
