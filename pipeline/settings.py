@@ -394,6 +394,9 @@ class WorkerSettings(_Section):
     """Kafka group session timeout: how soon a killed worker's partitions move to another one."""
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
     """Group heartbeat; must stay well under a third of the session timeout."""
+    stable_offsets_timeout_s: float = Field(default=10.0, ge=0)
+    """exactly_once: longest a rebalance waits for the previous owner's committed offsets to be
+    applied before seeking to them (see processors/stable_offsets.py); 0 does not wait."""
 
 
 class WidgetSettings(_Section):

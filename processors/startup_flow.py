@@ -14,6 +14,10 @@ The fix stops the flow for the duration of every seek to the committed offsets: 
 or buffered until the caller (always recovery) resumes the flow, and what the fetcher had in hand
 is fetched again from the new position. The flow is also stopped on every revocation, including
 the empty one before a worker's first join, which Faust skips.
+
+The same hook first waits for the group's committed offsets to be stable (see
+processors/stable_offsets.py): the seek must not land on an offset whose transaction is still
+being applied.
 """
 
 from __future__ import annotations
@@ -22,22 +26,28 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from processors.stable_offsets import StableOffsets
+
 _WRAPPED_ATTR = "_agentwatch_seek_holds_flow"
 
 
-def hold_flow_around_seeks(app: Any) -> None:
-    """Install on ``app`` (before it starts); the consumer is patched when it first rebalances."""
+def hold_flow_around_seeks(app: Any, stable: StableOffsets | None = None) -> None:
+    """Install on ``app`` (before it starts); the consumer is patched when it first rebalances.
+
+    With ``stable``, every seek first waits for the assigned partitions' committed offsets to
+    settle (exactly-once workers; at-least-once commits are never pending).
+    """
 
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
         consumer = app.consumer
-        _wrap_perform_seek(app, consumer)
+        _wrap_perform_seek(app, consumer, stable)
         consumer.stop_flow()
         app.flow_control.suspend()
 
     app.on_partitions_revoked.connect(on_revoked)
 
 
-def _wrap_perform_seek(app: Any, consumer: Any) -> None:
+def _wrap_perform_seek(app: Any, consumer: Any, stable: StableOffsets | None) -> None:
     if getattr(consumer, _WRAPPED_ATTR, False):
         return
     inner: Callable[[], Awaitable[None]] = consumer.perform_seek
@@ -48,6 +58,8 @@ def _wrap_perform_seek(app: Any, consumer: Any) -> None:
         # own "flow not active" path, which runs with the flow already stopped).
         consumer.stop_flow()
         app.flow_control.suspend()
+        if stable is not None:
+            await stable.wait({(tp.topic, tp.partition) for tp in consumer.assignment()})
         await inner()
 
     # Faust calls ``consumer.perform_seek()``: an instance attribute wins over the method.

@@ -85,6 +85,8 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     from processors.http import HttpEndpoint, health_check
     from processors.metrics import WorkerMetrics
     from processors.redact_agent import RedactAgentConfig, attach_redact_agent
+    from processors.revoke_commit import commit_before_revocation
+    from processors.stable_offsets import StableOffsets, admin_factory
     from processors.startup_flow import hold_flow_around_seeks
     from processors.topics import define_topics
     from processors.validate import EventProcessor, Limits
@@ -104,7 +106,13 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
         ),
     )
     app = create_app(settings)
-    hold_flow_around_seeks(app)
+    stable = None
+    # Not ``app.in_transaction``: Faust caches it, and before the worker starts it reads False.
+    if conf.processing_guarantee == "exactly_once" and conf.stable_offsets_timeout_s > 0:
+        stable = StableOffsets(app.conf.id, admin_factory(settings.kafka.client_config()),
+                               timeout_s=conf.stable_offsets_timeout_s)
+    hold_flow_around_seeks(app, stable)
+    commit_before_revocation(app)
     # Faust creates its data dir but not the parents.
     Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     topics = define_topics(app, settings, serde)

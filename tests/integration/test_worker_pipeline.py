@@ -300,26 +300,55 @@ def read_committed(bootstrap: str, topic: str) -> list[Any]:
         consumer.close()
 
 
-def wait_for(bootstrap: str, topics: Topics, stream: Stream, timeout: float) -> None:
-    """Until events and dlq hold as many messages as expected (or the timeout)."""
+def wait_for(bootstrap: str, topics: Topics, stream: Stream, timeout: float) -> str:
+    """Until events and dlq hold as many messages as expected (or the timeout).
+
+    Returns what was there at the end, per partition, for the failure message of ``check``:
+    a stall and a duplication look alike in the final counts but not in this.
+    """
     deadline = time.monotonic() + timeout
+    events: list[Any] = []
     while time.monotonic() < deadline:
         events = read_committed(bootstrap, topics.events)
         letters = read_committed(bootstrap, topics.dlq)
         if len(events) >= len(stream.good) and len(letters) >= len(stream.bad):
-            return
+            return f"complete after {timeout - (deadline - time.monotonic()):.0f}s"
         time.sleep(1.0)
+    return f"timed out after {timeout:.0f}s with events per partition {_per_partition(events)}"
+
+
+def _per_partition(messages: list[Any]) -> dict[int, int]:
+    return dict(sorted(Counter(m.partition() for m in messages).items()))
+
+
+def _duplicates(messages: list[Any], serde: AvroSerde) -> str:
+    """Where the copies sit: per events partition, the offsets of first and second copies."""
+    first: dict[str, tuple[int, int]] = {}
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for m in messages:
+        event_id = serde.decode_event(m.value())["event_id"]
+        if event_id in first:
+            spans.setdefault(m.partition(), []).append((first[event_id][1], m.offset()))
+        else:
+            first[event_id] = (m.partition(), m.offset())
+    return "; ".join(
+        f"partition {p}: {len(pairs)} copies, originals at offsets "
+        f"{min(a for a, _ in pairs)}-{max(a for a, _ in pairs)}, copies at "
+        f"{min(b for _, b in pairs)}-{max(b for _, b in pairs)}"
+        for p, pairs in sorted(spans.items()))
 
 
 def final(bootstrap: str, topics: Topics) -> tuple[list[Any], list[Any]]:
     return read_committed(bootstrap, topics.events), read_committed(bootstrap, topics.dlq)
 
 
-def check(events: list[Any], letters: list[Any], stream: Stream, ingest: str) -> None:
+def check(events: list[Any], letters: list[Any], stream: Stream, ingest: str,
+          progress: str = "") -> None:
     serde = AvroSerde()
     ids = Counter(serde.decode_event(m.value())["event_id"] for m in events)
     dupes = {i: n for i, n in ids.items() if n > 1}
-    assert not dupes, f"{len(dupes)} events duplicated"
+    assert not dupes, (f"{len(dupes)} events duplicated ({_duplicates(events, serde)}); "
+                       f"events per partition {_per_partition(events)}; wait: {progress}")
     assert set(ids) == stream.good, (
         f"missing {len(stream.good - set(ids))}, unexpected {len(set(ids) - stream.good)}")
     assert len(events) == len(stream.good)
@@ -362,9 +391,9 @@ def test_stream_with_garbage_secrets_and_oversized_payloads(
     assert len(producer.stream.bad) > 50 and producer.stream.truncated
     worker = make_worker(topics)
     worker.start()
-    wait_for(kafka_bootstrap, topics, producer.stream, timeout=60)
+    progress = wait_for(kafka_bootstrap, topics, producer.stream, timeout=60)
     assert worker.terminate() == 0, worker.tail()
-    check(*final(kafka_bootstrap, topics), producer.stream, topics.ingest)
+    check(*final(kafka_bootstrap, topics), producer.stream, topics.ingest, progress)
 
 
 @pytest.mark.parametrize("topics", [4], indirect=True, ids=["4-partitions"])
@@ -389,9 +418,9 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
 
     again = make_worker(topics)
     again.start()
-    wait_for(kafka_bootstrap, topics, producer.stream, timeout=60)
+    progress = wait_for(kafka_bootstrap, topics, producer.stream, timeout=60)
     assert again.terminate() == 0, again.tail()
-    check(*final(kafka_bootstrap, topics), producer.stream, topics.ingest)
+    check(*final(kafka_bootstrap, topics), producer.stream, topics.ingest, progress)
 
 
 @pytest.mark.parametrize("topics", [6], indirect=True, ids=["6-partitions"])
@@ -403,8 +432,8 @@ def test_two_workers_share_the_partitions_of_one_group(
     second.start()
     producer = StreamProducer(kafka_bootstrap, topics.ingest, seed=5)
     producer.produce(1200, big_every=400)
-    wait_for(kafka_bootstrap, topics, producer.stream, timeout=60)
+    progress = wait_for(kafka_bootstrap, topics, producer.stream, timeout=60)
     shares = [first.health().get("assigned_partitions"), second.health().get("assigned_partitions")]
     assert first.terminate() == 0 and second.terminate() == 0
-    check(*final(kafka_bootstrap, topics), producer.stream, topics.ingest)
+    check(*final(kafka_bootstrap, topics), producer.stream, topics.ingest, progress)
     assert sorted(shares) == [3, 3], shares

@@ -171,13 +171,19 @@ class Reader:
                 return
             if now >= deadline:
                 raise AssertionError(f"{self.topic}: condition not met in {timeout_s}s; "
-                                     f"{len(self.records)} records read")
+                                     f"{len(self.records)} records read; {self._summaries()}")
             msg = self._consumer.poll(0.2)
             if msg is not None and msg.error() is None:
                 _name, rec = self._serde.decode(msg.value())
                 self.records.append((msg.partition(), msg.key(), rec))
             if settle_at is None and done(self):
                 settle_at = time.monotonic() + settle_s
+
+    def _summaries(self) -> str:
+        """Events counted by each session's last summary: where a stalled run stopped."""
+        counts = {rec.get("session_id"): json.loads(rec["data_json"]).get("events")
+                  for _p, _k, rec in self.records if rec.get("widget") == "session_summary"}
+        return f"last session_summary event counts {counts}" if counts else "no session_summary"
 
     def latest(self) -> dict[tuple[str, str], dict[str, Any]]:
         """WidgetUpdates: the last record per (session, widget), data decoded."""

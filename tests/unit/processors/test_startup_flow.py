@@ -78,3 +78,29 @@ def test_installing_twice_wraps_the_seek_once() -> None:
     app.consumer.resume_flow()
     asyncio.run(app.consumer.perform_seek())
     assert len(app.consumer.seen_during_seek) == 1
+
+
+class RecordingStable:
+    """Stands in for StableOffsets: records what it was asked and the flow state then."""
+
+    def __init__(self, app: FakeApp) -> None:
+        self.app = app
+        self.asked: list[tuple[set[tuple[str, int]], bool]] = []
+
+    async def wait(self, tps: set[tuple[str, int]]) -> bool:
+        self.asked.append((tps, self.app.consumer.flow_active))
+        return True
+
+
+def test_the_seek_waits_for_stable_offsets_of_the_assignment_first() -> None:
+    from faust.types import TP
+
+    app = FakeApp()
+    stable = RecordingStable(app)
+    app.consumer.assignment = lambda: {TP("in", 2)}  # type: ignore[attr-defined]
+    hold_flow_around_seeks(app, stable)  # type: ignore[arg-type]
+    asyncio.run(app.on_partitions_revoked.send(set()))
+    app.consumer.resume_flow()
+    asyncio.run(app.consumer.perform_seek())
+    assert stable.asked == [({("in", 2)}, False)]
+    assert app.consumer.seen_during_seek == [(False, False)]

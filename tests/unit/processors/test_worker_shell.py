@@ -225,6 +225,20 @@ def test_worker_is_built_from_settings_without_touching_kafka(tmp_path: Any) -> 
     assert app.agents[AGENT_NAME].concurrency == 1
 
 
+def test_building_an_exactly_once_worker_leaves_faust_transactions_undecided(tmp_path: Any) -> None:
+    """Faust caches ``app.in_transaction`` on first read and reads False until the worker runs:
+    a read while building would turn an exactly_once worker into a non-transactional one."""
+    from pipeline.settings import load_settings
+    from processors.worker import build_worker
+
+    settings = load_settings(worker={"app_id": "unit-eos"}, stack={"dir": str(tmp_path)})
+    assert settings.worker.processing_guarantee == "exactly_once"
+    _worker, app = build_worker(settings)
+    assert "in_transaction" not in vars(app)
+    app.in_worker = True
+    assert app.in_transaction is True
+
+
 def test_completed_skips_a_rewound_message_only_while_its_transaction_line_lives() -> None:
     from processors.delivery import Completed
 
