@@ -64,13 +64,6 @@ def _spooled(line: Pipeline) -> float:
     return line.components["collector"].metric_sum("agentwatch_producer_spool_backlog_events")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (consumers/): after the outage the ClickHouse sink's events consumer "
-    "sometimes never rejoins its group (group EMPTY, loop polling, health says healthy with no "
-    "partitions), so ClickHouse stops loading; 1 of 3 runs on 2026-11-26. See "
-    "docs/reliability.md, Findings.",
-)
 def test_broker_outage_60s_collector_spools_and_counts_stay_exact(
     pipeline: Pipeline, broker: KafkaStack, tmp_path: Path, record_property: Any,
 ) -> None:
