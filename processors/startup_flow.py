@@ -15,6 +15,14 @@ or buffered until the caller (always recovery) resumes the flow, and what the fe
 is fetched again from the new position. The flow is also stopped on every revocation, including
 the empty one before a worker's first join, which Faust skips.
 
+A seek to committed offsets does nothing for a partition without one (aiokafka only seeks to
+offsets above 0), so records of such a partition that were fetched and then cleared were lost
+for good: the fetcher went on after them. That is the first messages of a partition, at
+start-up, before anything is committed (the scale-out test lost offsets 0-2 of one ingest
+partition in about 1 run in 4). Those partitions are sent back to their earliest offset after
+the seek, which is where the reset policy (earliest) would start them; what this process had
+already produced from them is skipped by ``processors.delivery.Completed``.
+
 The same hook first waits for the group's committed offsets to be stable (see
 processors/stable_offsets.py): the seek must not land on an offset whose transaction is still
 being applied.
@@ -61,7 +69,20 @@ def _wrap_perform_seek(app: Any, consumer: Any, stable: StableOffsets | None) ->
         if stable is not None:
             await stable.wait({(tp.topic, tp.partition) for tp in consumer.assignment()})
         await inner()
+        await _rewind_uncommitted(app, consumer)
 
     # Faust calls ``consumer.perform_seek()``: an instance attribute wins over the method.
     consumer.perform_seek = perform_seek
     setattr(consumer, _WRAPPED_ATTR, True)
+
+
+async def _rewind_uncommitted(app: Any, consumer: Any) -> None:
+    changelogs = set(app.tables.changelog_topics)
+    # Faust's own record of the committed offsets, just refreshed by the seek (None: none).
+    committed = consumer._committed_offset
+    tps = [tp for tp in consumer.assignment()
+           if tp.topic not in changelogs and committed.get(tp) is None]
+    if not tps:
+        return
+    earliest = await consumer.earliest_offsets(*tps)
+    await consumer.seek_wait({tp: offset for tp, offset in earliest.items() if offset is not None})

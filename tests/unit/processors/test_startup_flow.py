@@ -40,6 +40,19 @@ class FakeConsumer:
         self.app = app
         self.flow_active = True
         self.seen_during_seek: list[tuple[bool, bool]] = []
+        self.assigned: set[Any] = set()
+        self._committed_offset: dict[Any, int | None] = {}
+        self.earliest: dict[Any, int] = {}
+        self.seeks: list[dict[Any, int]] = []
+
+    def assignment(self) -> set[Any]:
+        return set(self.assigned)
+
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return {tp: self.earliest.get(tp, 0) for tp in tps}
+
+    async def seek_wait(self, offsets: dict[Any, int]) -> None:
+        self.seeks.append(dict(offsets))
 
     def stop_flow(self) -> None:
         self.flow_active = False
@@ -51,8 +64,13 @@ class FakeConsumer:
         self.seen_during_seek.append((self.flow_active, self.app.flow_control.is_active()))
 
 
+class FakeTables:
+    changelog_topics = frozenset({"app-widget-state-changelog"})
+
+
 class FakeApp:
     def __init__(self) -> None:
+        self.tables = FakeTables()
         self.on_partitions_revoked = FakeSignal()
         self.flow_control = FakeFlowControl()
         self.consumer = FakeConsumer(self)
@@ -97,10 +115,39 @@ def test_the_seek_waits_for_stable_offsets_of_the_assignment_first() -> None:
 
     app = FakeApp()
     stable = RecordingStable(app)
-    app.consumer.assignment = lambda: {TP("in", 2)}  # type: ignore[attr-defined]
+    app.consumer.assigned = {TP("in", 2)}
+    app.consumer._committed_offset = {TP("in", 2): 7}
     hold_flow_around_seeks(app, stable)  # type: ignore[arg-type]
     asyncio.run(app.on_partitions_revoked.send(set()))
     app.consumer.resume_flow()
     asyncio.run(app.consumer.perform_seek())
     assert stable.asked == [({("in", 2)}, False)]
     assert app.consumer.seen_during_seek == [(False, False)]
+
+
+def test_partitions_without_a_committed_offset_go_back_to_their_earliest_offset() -> None:
+    """aiokafka's seek to committed does nothing for them: what was fetched and cleared would be
+    skipped for good."""
+    from faust.types import TP
+
+    app = FakeApp()
+    never, done, changelog = TP("in", 0), TP("in", 1), TP("app-widget-state-changelog", 0)
+    app.consumer.assigned = {never, done, changelog}
+    app.consumer._committed_offset = {done: 40}
+    app.consumer.earliest = {never: 3}
+    hold_flow_around_seeks(app)
+    asyncio.run(app.on_partitions_revoked.send(set()))
+    asyncio.run(app.consumer.perform_seek())
+    assert app.consumer.seeks == [{never: 3}]
+
+
+def test_no_rewind_when_every_partition_has_a_committed_offset() -> None:
+    from faust.types import TP
+
+    app = FakeApp()
+    app.consumer.assigned = {TP("in", 0)}
+    app.consumer._committed_offset = {TP("in", 0): 5}
+    hold_flow_around_seeks(app)
+    asyncio.run(app.on_partitions_revoked.send(set()))
+    asyncio.run(app.consumer.perform_seek())
+    assert app.consumer.seeks == []
