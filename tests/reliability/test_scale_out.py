@@ -143,12 +143,6 @@ def _sink_spread(line: Pipeline) -> list[int]:
             for n, c in line.components.items() if n.startswith("clickhouse_sink")]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (issue 5): with three exactly-once workers joining together the first "
-    "messages of an ingest partition (offsets 0-2) sometimes never reach the redact stage "
-    "(3 of 12 runs on 2026-11-26 after f0d608f). See docs/worker.md.",
-)
 def test_three_workers_two_sinks_spread_evenly_and_count_exactly(scaled: Pipeline) -> None:
     even_workers = [PARTITIONS // WORKERS] * WORKERS
     even_sinks = [PARTITIONS // CLICKHOUSE_SINKS] * CLICKHOUSE_SINKS
