@@ -180,6 +180,8 @@ class Pipeline:
     workdir: Path
     prefix: str = field(default_factory=lambda: f"benche2e{uuid.uuid4().hex[:8]}")
     parts: list[Component] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
+    """``--set`` overrides (AGENTWATCH_* variables) for every component: to measure a setting."""
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
@@ -191,6 +193,7 @@ class Pipeline:
             "AGENTWATCH_SPOOL__DIR": str(self.workdir / "spool"),
             "AGENTWATCH_GATEWAY__JWT_SECRET": SECRET,
             "AGENTWATCH_LOG_LEVEL": "WARNING",
+            **self.settings,
             **extra,
         })
         return env
@@ -443,6 +446,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="load before the probes")
     parser.add_argument("--probe-rate", type=float, default=2.0)
     parser.add_argument("--conns", type=int, default=16, help="background HTTP connections")
+    parser.add_argument("--set", action="append", default=[], metavar="AGENTWATCH_X=VALUE",
+                        help="a setting for every component (repeatable), e.g. "
+                        "AGENTWATCH_WORKER__COMMIT_INTERVAL_MS=100; default: none, nothing tuned")
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -450,8 +456,12 @@ def main() -> None:
         run_load(args)
         return
     workdir = Path(tempfile.mkdtemp(prefix="aw-bench-e2e-"))
-    pipe = Pipeline(args.bootstrap, workdir)
-    print(f"private pipeline {pipe.prefix}, load average {uptime()}", flush=True)
+    overrides = dict(item.split("=", 1) for item in args.set)
+    if bad := [name for name in overrides if not name.startswith("AGENTWATCH_")]:
+        parser.error(f"--set takes AGENTWATCH_* settings, not {bad}")
+    pipe = Pipeline(args.bootstrap, workdir, settings=overrides)
+    print(f"private pipeline {pipe.prefix}, load average {uptime()}, settings "
+          f"{overrides or 'all default'}", flush=True)
     try:
         cport, gport = pipe.start()
         result = asyncio.run(measure(args, pipe, cport, gport))
