@@ -1,12 +1,7 @@
 """Rebalance: a second worker and a second ClickHouse sink join their groups while sessions flow,
-then the first sink leaves (SIGTERM) while more sessions flow. Partitions move in each group; the
+then the first worker and the first sink leave (SIGTERM) while more sessions flow. Partitions
+move in each group twice; the committed events topic must hold every event exactly once, and the
 sinks must stay exact (no event lost in a handover, no row or recording line written twice).
-
-Two worker findings keep this test short of the full promise (docs/reliability.md, "Findings"):
-a worker joining mid-run sometimes makes a few events appear twice on the committed events topic,
-so that topic is not held to exactly-once here, only the sinks (which dedupe by event_id); and a
-worker leaving can crash the survivor in Faust's table recovery (ConsistencyError), so the first
-worker never leaves and the second is SIGKILLed at the end. Tighten both once fixed.
 """
 
 from __future__ import annotations
@@ -75,24 +70,26 @@ def test_worker_joins_and_sink_joins_and_leaves_mid_run(pipeline: Pipeline) -> N
         worker2.start()
         sink2.start()
 
-    def leave() -> None:
-        assert sink1.stop() == 0, sink1.tail()
-
-    _while_sending(pipeline, scripts[:3], join)
-    _while_sending(pipeline, scripts[3:], leave)
-    # The workers share the ingest partitions; the surviving sink owns every events partition.
     def shares() -> list[Any]:
         return [worker1.health().get("assigned_partitions"),
                 worker2.health().get("assigned_partitions")]
 
-    wait_until(lambda: shares() == [1, 1], 60, "one ingest partition per worker")
-    assert sink1.exit_codes == [0]
-    assert sink2.alive() and worker1.alive() and worker2.alive()
-    assert_exact(pipeline, expected_per_session(scripts), events_topic_exact=False)
-    # Killed, not stopped: a clean leave would hand its partitions to worker1, which would crash.
-    worker2.kill()
+    def leave() -> None:
+        # The join has settled first: each worker owns one ingest partition.
+        wait_until(lambda: shares() == [1, 1], 60, "one ingest partition per worker")
+        assert worker1.stop() == 0, worker1.tail()
+        assert sink1.stop() == 0, sink1.tail()
+
+    _while_sending(pipeline, scripts[:3], join)
+    _while_sending(pipeline, scripts[3:], leave)
+    # The survivors own everything: both ingest partitions, every events partition.
+    wait_until(lambda: worker2.health().get("assigned_partitions") == 2, 60,
+               "the second worker owns both ingest partitions")
+    assert worker1.exit_codes == [0] and sink1.exit_codes == [0]
+    assert sink2.alive() and worker2.alive()
+    assert_exact(pipeline, expected_per_session(scripts), events_topic_exact=True)
     codes = pipeline.stop()
-    for name in ("collector", "archive_sink", "clickhouse_sink2"):
+    for name in ("collector", "archive_sink", "clickhouse_sink2", "worker2"):
         assert codes[name] == 0, (name, pipeline.components[name].tail())
     leaks = find_canaries(downstream_places(pipeline), canaries_of(scripts))
     assert not leaks, f"canaries downstream of redaction: {leaks[:10]}"
