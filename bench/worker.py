@@ -239,7 +239,11 @@ def main() -> None:
             "dead_letters": letters, "expected_dead_letters": len(messages) - good,
             "worker_exit_code": int(res["exit_code"]),
         }, indent=1))
-        shutil.rmtree(workdir, ignore_errors=True)
+        if res["exit_code"] != 0:
+            print(f"the worker exited with {res['exit_code']:.0f}; its log is kept: "
+                  f"{workdir / 'worker.log'}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
         if args.in_process:
             print(f"EventProcessor.process alone: {in_process(messages):,.0f} messages per CPU-s")
     finally:

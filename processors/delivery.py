@@ -30,6 +30,9 @@ from typing import Any
 
 from aiokafka.errors import IllegalOperation  # type: ignore[import-untyped]
 from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
+from aiokafka.producer.transaction_manager import (  # type: ignore[import-untyped]
+    TransactionState,
+)
 from faust.exceptions import ProducerSendError
 from faust.types import TP
 
@@ -74,6 +77,7 @@ class CommitGate:
                 if self._poisoned is not None:
                     return False
                 if kwargs.get("start_new_transaction", True):
+                    await _reopen_transactions(consumer)
                     return await inner(*args, **kwargs)
                 # The shutdown commit. A producer that lost its transaction (seen after
                 # rebalances with changelog tables) must not stop the consumer from closing:
@@ -95,6 +99,30 @@ class CommitGate:
         """Hold while sending a batch's outputs and acking its inputs; commit after leaving."""
         async with self._lock:
             yield
+
+
+async def _reopen_transactions(consumer: Any) -> None:
+    """Begin a transaction on every transactional producer that ended its own.
+
+    The commit that ends the transactions (revocation, shutdown: ``start_new_transaction=False``)
+    leaves the producers outside one until Faust begins them again on the next assignment; a
+    timer commit in between (more likely the shorter ``worker.commit_interval_ms`` is) failed
+    with ``IllegalOperation: Not in the middle of a transaction`` and crashed the worker
+    (seen at shutdown in bench/worker.py with a 100 ms interval). A producer in any other state
+    is left to the commit, which reports it as before.
+    """
+    producer = getattr(getattr(consumer, "app", None), "producer", None)
+    producers = getattr(producer, "_transaction_producers", None)
+    if not producers:
+        return
+    locks = getattr(producer, "_trn_locks", {})
+    for tid, txn_producer in list(producers.items()):
+        manager = getattr(txn_producer, "_txn_manager", None)
+        if manager is None or manager.state is not TransactionState.READY:
+            continue
+        async with locks.get(tid) or contextlib.nullcontext():
+            if manager.state is TransactionState.READY:
+                await txn_producer.begin_transaction()
 
 
 class OutputRouter:

@@ -132,6 +132,47 @@ async def test_a_poisoned_gate_commits_nothing_more() -> None:
     assert gate.poisoned == "stopped in the middle of a batch"
 
 
+class _TxnProducer:
+    """An aiokafka transactional producer as far as its transaction state goes."""
+
+    def __init__(self, state: Any) -> None:
+        self._txn_manager = SimpleNamespace(state=state)
+        self.begun = 0
+
+    async def begin_transaction(self) -> None:
+        from aiokafka.producer.transaction_manager import TransactionState  # type: ignore[import-untyped]
+
+        self.begun += 1
+        self._txn_manager.state = TransactionState.IN_TRANSACTION
+
+
+async def test_a_timer_commit_after_the_transactions_ended_begins_them_again() -> None:
+    """Between the commit that ends the transactions (revocation, shutdown) and Faust's next
+    begin, a timer commit must not meet a producer outside a transaction."""
+    from aiokafka.producer.transaction_manager import TransactionState
+
+    ended, running = _TxnProducer(TransactionState.READY), _TxnProducer(TransactionState.IN_TRANSACTION)
+    consumer = _FakeConsumer()
+    seen_at_commit: list[Any] = []
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        seen_at_commit.append((ended._txn_manager.state, kwargs.get("start_new_transaction", True)))
+        return True
+
+    consumer.commit = commit  # type: ignore[method-assign]
+    consumer.app = SimpleNamespace(producer=SimpleNamespace(  # type: ignore[attr-defined]
+        _transaction_producers={"a-0-0": ended, "a-0-1": running},
+        _trn_locks={"a-0-0": asyncio.Lock()}))
+    CommitGate().install(consumer)
+    await consumer.commit()
+    assert (ended.begun, running.begun) == (1, 0)
+    assert seen_at_commit == [(TransactionState.IN_TRANSACTION, True)]
+    # The ending commit itself is left alone: it is the one that ends them.
+    ended._txn_manager.state = TransactionState.READY
+    await consumer.commit(start_new_transaction=False)
+    assert ended.begun == 1
+
+
 class _Builder:
     def __init__(self, capacity: int) -> None:
         self.capacity, self.records = capacity, []
