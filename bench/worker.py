@@ -47,14 +47,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 REDACT_ONLY = """
 import argparse, sys
-import processors.http as http, processors.patterns.agent as p, processors.widgets.agent as w
-w.attach_widget_agent = p.attach_pattern_agent = lambda *a, **k: None
+import processors.aggregates as a, processors.http as http
+a.attach_aggregates_agent = lambda *a, **k: None  # the replay agent stays: Faust needs one
 check = http.health_check
 http.health_check = lambda app, agents, *a, **k: check(app, [x for x in agents if x], *a, **k)
 import processors.worker as worker
 sys.exit(worker.run(argparse.Namespace(no_create_topics=False)))
 """
-"""`agentwatch worker` with the widgets and patterns agents left out: the first stage alone."""
+"""`agentwatch worker` with the aggregates agent left out: the first stage alone (and the idle
+replay agent: Faust refuses to run without a subscription)."""
 
 
 def build_messages(n: int, text_bytes: int, seed: int) -> tuple[list[tuple[bytes, bytes]], int]:

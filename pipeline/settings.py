@@ -371,19 +371,31 @@ class WorkerSettings(_Section):
     """The stream processor (`agentwatch worker`, processors/): validate, redact, enrich ingest."""
 
     app_id: str = "agentwatch-worker"
-    """Faust app id: the Kafka consumer group and the prefix of its transactional ids."""
+    """Faust app id: the aggregates' consumer group and the prefix of changelog topics and
+    transactional ids; the first stage's group is `<app_id>-ingest`."""
+    instance_id: str = ""
+    """Names this worker's transactional producer (`<app_id>-ingest-<instance_id>`); stable
+    across restarts so a restart fences its own unfinished transaction at once. Empty: host
+    name and worker_http port."""
     processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
     """exactly_once writes events, dead letters and input offsets in one Kafka transaction per
-    input partition; at_least_once may repeat events after a crash (sinks dedupe on event_id)."""
+    batch; at_least_once may repeat events after a crash (sinks dedupe on event_id)."""
+    processes: int = Field(default=1, ge=1, le=64)
+    """Processes doing the first stage's per-message work (validate, redact, Avro). 1: the
+    stage's own thread; more spread big batches over a pool (processors/pool.py), for a worker
+    that owns more cores (docs/benchmarks.md)."""
     batch_max: int = Field(default=2000, ge=1)
-    """Most ingest messages processed, produced and committed as one batch."""
+    """Most ingest messages processed, produced and committed as one batch (one transaction);
+    a batch takes what is already fetched and never waits to fill up."""
     batch_within_ms: int = Field(default=50, ge=1)
-    """Longest an incomplete batch waits for more messages."""
+    """Longest the first stage blocks waiting for the first message of a batch (also how soon
+    it notices a stop)."""
+    transaction_timeout_s: float = Field(default=30.0, ge=1.0)
+    """Kafka aborts a first-stage transaction left open longer than this (a worker that died
+    and never came back); until then its partitions' new owner waits for the offsets."""
     commit_interval_ms: int = Field(default=100, ge=10)
-    """How often input offsets are committed (with the outputs' transactions, under
-    exactly_once): the most a read_committed consumer of events (the dashboard's aggregates
-    among them) waits for a processed event. 100 ms meets the dashboard latency target; 500 ms
-    gives the worker about 10% more throughput (docs/benchmarks.md)."""
+    """How often the aggregates agent's input offsets are committed (Faust's commit timer);
+    the first stage commits every batch."""
     max_field_bytes: int = Field(default=64 * 1024, ge=256)
     """Payload and metadata strings longer than this (UTF-8) are cut to it and marked, not rejected."""
     max_event_bytes: int = Field(default=1024 * 1024, ge=4096)
@@ -399,6 +411,12 @@ class WorkerSettings(_Section):
     stable_offsets_timeout_s: float = Field(default=10.0, ge=0)
     """exactly_once: longest a rebalance waits for the previous owner's committed offsets to be
     applied before seeking to them (see processors/stable_offsets.py); 0 does not wait."""
+
+    @property
+    def ingest_group(self) -> str:
+        """Consumer group of the first stage: not the Faust app's, whose members speak Faust's
+        own assignment protocol (a group cannot mix two)."""
+        return f"{self.app_id}-ingest"
 
 
 class WidgetSettings(_Section):

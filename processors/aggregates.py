@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from pipeline.settings import Settings
 from processors.checkpoint import Checkpointer, before_wait_empty
+from processors.commit_guard import guard_commits
 from processors.patterns.agent import build_pattern_shell
 from processors.tables import owned_partitions
 from processors.topics import WorkerTopics
@@ -56,6 +57,7 @@ def attach_aggregates_agent(app: Any, topics: WorkerTopics, settings: Settings,
         seconds.observe(time.perf_counter() - started)
 
     async def aggregates(stream: Any) -> None:
+        guard_commits(app.consumer)
         before_wait_empty(app.consumer, checkpoint)
         manual = stream.noack()
         n = 0

@@ -25,7 +25,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=worker.heartbeat_interval_s,
         # An event can reach max_event_bytes; the producer's default cap (1,000,000) is lower.
         producer_max_request_size=worker.max_event_bytes + 64 * 1024,
-        # The redact agent fills whole record batches (processors/delivery.py): bigger ones mean
+        # The aggregates fill whole record batches (processors/batch_send.py): bigger ones mean
         # fewer futures and produce requests per event.
         producer_max_batch_size=256 * 1024,
         consumer_auto_offset_reset="earliest",

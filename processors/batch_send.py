@@ -2,7 +2,7 @@
 
 Faust's ``Producer.send`` costs a lock, a signal and an aiokafka future per message, more than
 rendering a widget or serialising a state; the worker's first stage measured the same
-(processors/delivery.py). Records of one partition keep their order. Plain (non-transactional)
+(before it moved to librdkafka). Records of one partition keep their order. Plain (non-transactional)
 producer: the aggregates' outputs are at-least-once by design (docs/processors.md).
 """
 

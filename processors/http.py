@@ -14,7 +14,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from pipeline.observability import HealthCheck, health_app, start_http
-from processors.metrics import WorkerMetrics
+from processors.ingest_stage import IngestStage
 
 
 class HttpEndpoint(Service):
@@ -40,25 +40,31 @@ class HttpEndpoint(Service):
 
 
 def health_check(
-    app: Any, agents: Sequence[Any], metrics: WorkerMetrics, guarantee: str, ingest_topic: str
+    app: Any, agents: Sequence[Any], stage: IngestStage, guarantee: str
 ) -> HealthCheck:
-    """Healthy while the app runs and no agent has crashed; reports the assignment."""
+    """Healthy while the app and the first stage run and no agent has crashed; reports the
+    assignment (``assigned_partitions``: ingest partitions of the first stage)."""
 
     def check() -> dict[str, Any]:
         crashed = [a.name for a in agents if a.crashed] + (["app"] if app.crashed else [])
-        assignment = _assignment(app)
-        ingest = assignment.get(ingest_topic, 0) if assignment is not None else None
-        if ingest is not None:
-            metrics.assigned_partitions.set(ingest)
-        running = bool(app.started) and not app.should_stop
+        ingest = stage.snapshot()
+        if ingest.failure is not None:
+            crashed.append("ingest")
+        assignment = _assignment(app) or {}
+        for topic, _partition in ingest.assigned:
+            assignment[topic] = assignment.get(topic, 0) + 1
+        running = bool(app.started) and not app.should_stop and ingest.running
         return {
-            "healthy": running and not crashed,
+            "healthy": running and not crashed and not ingest.stalled,
             "component": "worker",
             "app_id": app.conf.id,
             "processing_guarantee": guarantee,
-            "assigned_partitions": ingest,
+            "assigned_partitions": len(ingest.assigned) if ingest.running else None,
             "assignment": assignment,
             "crashed": crashed,
+            "ingest_failure": ingest.failure,
+            "ingest_blocked_s": round(ingest.blocked_s, 1),
+            "reason": "loop_stalled" if ingest.stalled else None,
         }
 
     return check

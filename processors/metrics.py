@@ -27,14 +27,20 @@ class WorkerMetrics:
         self.redacted_fields = Counter(
             "agentwatch_worker_redacted_fields", "Fields the redactor rewrote.", registry=r,
         )
-        self.rewound = Counter(
-            "agentwatch_worker_rewound_skipped",
-            "Messages Faust delivered again after a rebalance rewind, already produced: skipped.",
+        self.transactions = Counter(
+            "agentwatch_worker_transactions",
+            "exactly_once: transactions of the first stage (one per batch), by outcome.",
+            ["outcome"], registry=r,
+        )
+        self.rewinds = Counter(
+            "agentwatch_worker_rewinds",
+            "Batches given up (transaction aborted, delivery failed): partitions sought back to "
+            "their committed offsets and the messages processed again.",
             registry=r,
         )
         self.batch_seconds = Histogram(
             "agentwatch_worker_batch_seconds",
-            "Wall time of one batch: process, produce and ack.",
+            "Wall time of one batch: process, produce and commit.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=r,
         )
         self.batch_size = Histogram(

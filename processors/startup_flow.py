@@ -21,7 +21,7 @@ for good: the fetcher went on after them. That is the first messages of a partit
 start-up, before anything is committed (the scale-out test lost offsets 0-2 of one ingest
 partition in about 1 run in 4). Those partitions are sent back to their earliest offset after
 the seek, which is where the reset policy (earliest) would start them; what this process had
-already produced from them is skipped by ``processors.delivery.Completed``.
+already folded from them is skipped by the replay guard (``processors/idempotence.py``).
 
 The same hook first waits for the group's committed offsets to be stable (see
 processors/stable_offsets.py): the seek must not land on an offset whose transaction is still

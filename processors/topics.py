@@ -1,9 +1,8 @@
 """The Faust topics of the worker, declared once from settings.
 
 Names and partition counts are decided in pipeline/topics.py (created up front by `agentwatch
-up`/`topics` and by the worker itself); here they only get their codecs. Ingest is read as raw
-bytes on purpose: a garbage message must reach the agent as bytes so it can be dead-lettered,
-instead of failing inside Faust's deserializer where it can only be skipped or crash the worker.
+up`/`topics` and by the worker itself); here they only get their codecs. Ingest is not a Faust
+topic: the first stage reads it with librdkafka (processors/ingest_loop.py).
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ from processors.codec import avro_codecs
 
 @dataclass(frozen=True)
 class WorkerTopics:
-    ingest: Any
-    """agent.telemetry.ingest: raw bytes, validated by the redact agent."""
     events: Any
     """agent.telemetry.events: TelemetryEvent (Avro), valid and redacted."""
     dlq: Any
@@ -43,10 +40,6 @@ def define_topics(app: faust.App, settings: Settings, serde: AvroSerde) -> Worke
         )
 
     return WorkerTopics(
-        ingest=app.topic(
-            names.ingest, key_type=bytes, value_type=bytes, key_serializer="raw",
-            value_serializer="raw",
-        ),
         events=avro(names.events, "avro-event"),
         dlq=avro(names.dlq, "avro-dead-letter"),
         widgets=avro(names.widgets, "avro-widget"),

@@ -1,6 +1,6 @@
 """The worker's per-message work, pure: ingest bytes in, clean event bytes or a dead letter out.
 
-No Kafka, no Faust, no clock of its own: the agent shell (redact_agent.py) feeds raw message
+No Kafka, no Faust, no clock of its own: the first stage (ingest_loop.py) feeds raw message
 values here one by one and produces whatever comes back. Order matters and is deliberate:
 
 decode -> enrich -> precut -> redact -> truncate -> validate -> encode -> size check
@@ -146,3 +146,25 @@ class EventProcessor:
             kind=kind,
             record=record,
         )
+
+
+def build_processor(settings: Any) -> EventProcessor:
+    """The processor ``settings`` describe (the worker's, a pool process's, a benchmark's)."""
+    import functools
+
+    from pipeline.redaction import Redactor, redact_raw
+    from pipeline.serde import serde_from_settings
+
+    conf = settings.worker
+    redactor = Redactor(settings.redaction)
+    return EventProcessor(
+        serde_from_settings(settings),
+        redactor,
+        functools.partial(redact_raw, redactor=redactor, max_chars=conf.dead_letter_excerpt_chars),
+        Limits(
+            max_field_bytes=conf.max_field_bytes,
+            max_event_bytes=conf.max_event_bytes,
+            excerpt_chars=conf.dead_letter_excerpt_chars,
+            max_future_us=int(conf.max_clock_skew_s * 1_000_000),
+        ),
+    )

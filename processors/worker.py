@@ -78,33 +78,20 @@ def _create_topics(settings: Any) -> None:
 
 def build_worker(settings: Any) -> tuple[Any, Any]:
     """The Faust worker (app + agents + HTTP endpoint) for ``settings``; not started."""
-    from pipeline.redaction import Redactor, redact_raw
     from pipeline.serde import serde_from_settings
     from processors.app import create_app
-    from processors.delivery import CommitGate
     from processors.http import HttpEndpoint, health_check
+    from processors.ingest_stage import IngestStage, build_loop
     from processors.metrics import WorkerMetrics
-    from processors.redact_agent import RedactAgentConfig, attach_redact_agent
     from processors.revoke_commit import commit_before_revocation
     from processors.stable_offsets import StableOffsets, admin_factory
     from processors.startup_flow import hold_flow_around_seeks
     from processors.topics import define_topics
-    from processors.validate import EventProcessor, Limits
+    from processors.validate import build_processor
 
     conf = settings.worker
     serde = serde_from_settings(settings)
-    redactor = Redactor(settings.redaction)
-    processor = EventProcessor(
-        serde,
-        redactor,
-        functools.partial(redact_raw, redactor=redactor, max_chars=conf.dead_letter_excerpt_chars),
-        Limits(
-            max_field_bytes=conf.max_field_bytes,
-            max_event_bytes=conf.max_event_bytes,
-            excerpt_chars=conf.dead_letter_excerpt_chars,
-            max_future_us=int(conf.max_clock_skew_s * 1_000_000),
-        ),
-    )
+    processor = build_processor(settings)
     app = create_app(settings)
     stable = None
     # Not ``app.in_transaction``: Faust caches it, and before the worker starts it reads False.
@@ -117,30 +104,21 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     topics = define_topics(app, settings, serde)
     metrics = WorkerMetrics()
-    agent = attach_redact_agent(
-        app, topics, processor,
-        RedactAgentConfig(
-            events_topic=settings.topics.events,
-            dlq_topic=settings.topics.dlq,
-            batch_max=conf.batch_max,
-            batch_within_s=conf.batch_within_ms / 1000.0,
-        ),
-        metrics=metrics, gate=CommitGate(),
-    )
+    # The first stage (ingest -> events/dlq) runs on librdkafka, beside the Faust agents.
+    stage = IngestStage(functools.partial(build_loop, settings, processor, metrics), app.crash)
     from processors.aggregates import attach_aggregates_agent
     from processors.replay_agent import attach_replay_agent
 
     aggregates = [attach_aggregates_agent(app, topics, settings, metrics.registry),
                   attach_replay_agent(app, settings, serde, metrics.registry)]
     http = HttpEndpoint(
-        health_check(app, [agent, *aggregates], metrics, settings.worker.processing_guarantee,
-                     settings.topics.ingest),
+        health_check(app, aggregates, stage, settings.worker.processing_guarantee),
         metrics.registry,
         settings.worker_http.host,
         settings.worker_http.port,
     )
     worker = _worker_class()(
-        app, http,
+        app, stage, http,
         loglevel=settings.log_level,
         quiet=True,
         redirect_stdouts=False,

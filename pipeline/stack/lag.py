@@ -54,7 +54,8 @@ class GroupLag:
 def consumer_groups(settings: Settings) -> list[GroupSpec]:
     """The groups of the worker, the sinks and the alerting consumer, as their settings name them."""
     sink = settings.clickhouse_sink
-    groups = [GroupSpec("worker", settings.worker.app_id, settings.topics.ingest),
+    groups = [GroupSpec("worker", settings.worker.ingest_group, settings.topics.ingest),
+              GroupSpec("worker", settings.worker.app_id, settings.topics.events),
               GroupSpec("clickhouse-sink", sink.group_id, settings.topics.events)]
     if sink.load_patterns:
         groups.append(GroupSpec("clickhouse-sink", f"{sink.group_id}-patterns",

@@ -71,7 +71,7 @@ class WidgetShell:
     async def send_due(self) -> None:
         # Straight to the plain producer, as record batches: Faust's Topic.send would attach the
         # message to the current event, and under exactly_once re-partition it by key
-        # (processors/delivery.py); the partition is ours to choose, per session. The lock keeps
+        # (processors/batch_send.py); the partition is ours to choose, per session. The lock keeps
         # a session's updates in sequence order.
         async with self.lock:
             due = self.processor.flush(owned_partitions(self.app, self.events_topic))

@@ -67,7 +67,7 @@ def test_lag_per_group_is_end_minus_committed(
         archive={"consumer_group": f"lag-ar-{run}"}, alerts={"consumer_group": f"lag-al-{run}"})
     _produce(kafka_bootstrap, ingest, {0: 30, 1: 20})
     _produce(kafka_bootstrap, events, {0: 7, 1: 0})
-    _commit(kafka_bootstrap, f"lag-worker-{run}", ingest, {0: 25, 1: 5})
+    _commit(kafka_bootstrap, f"lag-worker-{run}-ingest", ingest, {0: 25, 1: 5})
     _commit(kafka_bootstrap, f"lag-ch-{run}", events, {0: 7})
 
     got = {(g.component, g.topic): g for g in measure_lag(settings.kafka, consumer_groups(settings))}

@@ -254,9 +254,9 @@ def _stage_counts(line: Pipeline, sessions: list[str]) -> dict[str, Any]:
     for name, component in line.components.items():
         if name.startswith("worker"):
             with contextlib.suppress(Exception):
-                counts[f"{name} messages/rewound-skipped"] = (
+                counts[f"{name} messages/rewinds"] = (
                     component.metric_sum("agentwatch_worker_messages_total{"),
-                    component.metric_sum("agentwatch_worker_rewound_skipped_total"))
+                    component.metric_sum("agentwatch_worker_rewinds_total"))
     return counts
 
 

@@ -16,7 +16,7 @@ WORKLOADS = {"Deployment", "StatefulSet"}
 # Consumer group and input topic per Kafka-consuming component (what lag-based scaling reads).
 S = Settings()
 LAG_SCALED = {
-    "worker": (S.worker.app_id, S.topics.ingest),
+    "worker": (S.worker.ingest_group, S.topics.ingest),
     "clickhouse-sink": (S.clickhouse_sink.group_id, S.topics.events),
     "archive-sink": (S.archive.consumer_group, S.topics.events),
 }

@@ -33,7 +33,7 @@ def test_consumer_groups_follow_the_settings() -> None:
                         archive={"consumer_group": "ar"}, alerts={"consumer_group": "al"},
                         topics={"ingest": "i", "events": "e", "patterns": "p", "dlq": "d"})
     got = {(g.component, g.group, g.topic) for g in consumer_groups(settings)}
-    assert got == {("worker", "w", "i"), ("clickhouse-sink", "ch", "e"),
+    assert got == {("worker", "w-ingest", "i"), ("worker", "w", "e"), ("clickhouse-sink", "ch", "e"),
                    ("clickhouse-sink", "ch-patterns", "p"), ("clickhouse-sink", "ch-dlq", "d"),
                    ("archive-sink", "ar", "e"), ("alerts", "al", "p")}
     lean = Settings(clickhouse_sink={"load_patterns": False, "load_dead_letters": False})

@@ -1,0 +1,417 @@
+"""The worker's first stage as a consume-transform-produce loop on librdkafka: ingest -> events/dlq.
+
+Why not a Faust agent (it was one until 2026-11-27, see docs/worker.md): Faust's per-message
+path (aiokafka record parsing, conductor, stream, event and ack bookkeeping) cost ~180 us of CPU
+per message before any work was done, twice the validation and redaction themselves, and every
+exactly-once fix the stage needed (outputs in the input partition's transaction, commits gated
+against half-sent batches, stale offsets after a rebalance) was a patch over Faust's consumer
+bookkeeping. librdkafka fetches and parses in its own threads, and its transactional producer
+with ``send_offsets_to_transaction`` and the consumer group's metadata (KIP-447) is the
+textbook exactly-once loop:
+
+    consume a batch -> process every message (pure) -> begin a transaction -> produce the
+    outputs -> add the batch's next offsets to the transaction -> commit
+
+One transaction per batch and nothing else in flight: rebalance callbacks run inside
+``consume()`` on this thread, so a revocation never finds an open transaction, and a new
+owner's offset fetch waits for pending transactional offsets (``require_stable``, which
+librdkafka asks for under ``read_committed``). An abortable error aborts the transaction and
+seeks every assigned partition back to its committed offset, so the batch is processed again;
+a retriable one retries the same call; anything fatal (this producer fenced by another process
+with the same transactional id) stops the loop and the worker with it.
+
+Batches form by themselves: the loop blocks for the first message, then takes whatever else is
+already fetched (up to ``batch_max``) without waiting, so an idle pipeline commits each event
+within a few milliseconds and a loaded one amortises a transaction over hundreds of messages.
+
+``at_least_once`` uses a plain idempotent producer: outputs are flushed, then the offsets
+committed (asynchronously, a synchronous commit can hang while the broker is away); a crash in
+between repeats the batch and the sinks' idempotence on event_id hides it.
+
+Runs on a thread of its own (processors/ingest_stage.py); ``snapshot()`` is safe from others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from pipeline.errors import TransientError
+from processors.deadletters import SourceMeta
+from processors.metrics import WorkerMetrics
+from processors.pool import ProcessingPool
+from processors.validate import CleanEvent, EventProcessor, Outcome
+
+log = logging.getLogger(__name__)
+
+_RETRY_PAUSE_S = 0.5
+"""Pause between two attempts of a call that failed with a retriable error (broker away)."""
+
+
+@dataclass(frozen=True)
+class IngestLoopConfig:
+    ingest_topic: str
+    events_topic: str
+    dlq_topic: str
+    transactional: bool
+    """exactly_once: outputs and input offsets in one transaction per batch."""
+    batch_max: int = 2000
+    """Most messages taken into one batch (one transaction)."""
+    poll_timeout_s: float = 0.05
+    """Longest one wait for the first message of a batch; also how soon a stop is noticed."""
+    call_timeout_s: float = 10.0
+    """Timeout of one transactional call; a retriable timeout is retried while the loop runs."""
+    stall_after_s: float = 60.0
+    """A single Kafka call blocked longer than this (past its own timeout) marks the stage
+    stalled in its health: librdkafka has calls that can hang (see _renew_producer)."""
+
+
+class StageFailedError(RuntimeError):
+    """The loop cannot go on in this process (fenced, fatal client error)."""
+
+
+@dataclass(frozen=True)
+class LoopSnapshot:
+    running: bool
+    assigned: tuple[tuple[str, int], ...]
+    failure: str | None
+    blocked_s: float = 0.0
+    """How long the current transactional call has been running (0 when none is)."""
+    stalled: bool = False
+
+
+class IngestLoop:
+    """One consumer and one producer driven by one thread; see the module docstring."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        producer_factory: Callable[[], Producer],
+        processor: EventProcessor,
+        config: IngestLoopConfig,
+        metrics: WorkerMetrics,
+        *,
+        pool: ProcessingPool | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._consumer = consumer
+        self._new_producer = producer_factory
+        self._producer = producer_factory()
+        self._renew = False
+        """exactly_once: make a fresh producer before the next transaction (see _renew_producer)."""
+        self._call_started: float | None = None
+        self._processor = processor
+        self._pool = pool
+        self._config = config
+        self._metrics = metrics
+        self._clock = clock
+        self._assigned: tuple[tuple[str, int], ...] = ()
+        self._running = False
+        self._failure: str | None = None
+        self._delivery_errors: list[str] = []
+
+    def snapshot(self) -> LoopSnapshot:
+        started = self._call_started
+        blocked = 0.0 if started is None else time.monotonic() - started
+        return LoopSnapshot(self._running, self._assigned, self._failure, blocked,
+                            blocked > self._config.stall_after_s)
+
+    def run(self, stop: threading.Event) -> None:
+        """Process until ``stop`` is set; raises ``StageFailedError`` when it cannot go on."""
+        self._running = True
+        try:
+            if self._config.transactional:
+                self._retrying(stop, "init_transactions",
+                               lambda: self._producer.init_transactions(self._config.call_timeout_s))
+            self._consumer.subscribe(
+                [self._config.ingest_topic], on_assign=self._on_assign,
+                on_revoke=self._on_revoke, on_lost=self._on_revoke,
+            )
+            while not stop.is_set():
+                batch = self._next_batch()
+                if batch:
+                    self._handle(batch, stop)
+                elif not self._config.transactional:
+                    self._producer.poll(0)
+        except StageFailedError as exc:
+            self._failure = str(exc)
+            raise
+        finally:
+            self._running = False
+            self._close()
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[Any]:
+        first = self._consumer.poll(self._config.poll_timeout_s)
+        if first is None:
+            return []
+        rest = (self._consumer.consume(num_messages=self._config.batch_max - 1, timeout=0)
+                if self._config.batch_max > 1 else [])
+        batch = []
+        for message in (first, *rest):
+            err = message.error()
+            if err is None:
+                batch.append(message)
+            elif err.fatal():
+                raise StageFailedError(f"consumer: {err.str()}")
+            elif err.code() != KafkaError._PARTITION_EOF:
+                # Broker away, rebalance in progress...: librdkafka recovers by itself.
+                log.warning("ingest consumer error", extra={"error": err.str()})
+        return batch
+
+    def _handle(self, batch: list[Any], stop: threading.Event) -> None:
+        started = self._clock()
+        items = [(m.value() or b"", SourceMeta(m.topic(), m.partition(), m.offset(), m.key()))
+                 for m in batch]
+        try:
+            outcomes = self._process(items)
+        except TransientError as exc:
+            # Nothing produced yet: read the batch again once the dependency (a schema registry)
+            # answers; the rewind pauses first.
+            self._rewind(f"transient: {exc}")
+            return
+        offsets = _next_offsets(batch)
+        committed = (self._in_transaction(outcomes, offsets, stop) if self._config.transactional
+                     else self._at_least_once(outcomes, offsets, stop))
+        if not committed:
+            return
+        self._metrics.batch_seconds.observe(self._clock() - started)
+        self._metrics.batch_size.observe(len(batch))
+        _count(self._metrics, outcomes)
+
+    def _process(self, items: list[tuple[bytes, SourceMeta]]) -> list[Outcome]:
+        if self._pool is not None:
+            try:
+                return self._pool.process(items)
+            except BrokenProcessPool as exc:
+                raise StageFailedError(f"a processing pool process died: {exc}") from exc
+        return [self._processor.process(raw, meta) for raw, meta in items]
+
+    def _in_transaction(self, outcomes: Sequence[Outcome], offsets: list[TopicPartition],
+                        stop: threading.Event) -> bool:
+        if self._renew:
+            self._renew_producer(stop)
+        producer = self._producer
+        try:
+            self._retrying(stop, "begin_transaction", producer.begin_transaction)
+            self._produce_all(outcomes, None)
+            self._retrying(stop, "send_offsets_to_transaction",
+                           lambda: producer.send_offsets_to_transaction(
+                               offsets, self._consumer.consumer_group_metadata(),
+                               self._config.call_timeout_s))
+            self._retrying(stop, "commit_transaction",
+                           lambda: producer.commit_transaction(self._config.call_timeout_s))
+        except _AbortError as exc:
+            self._abort(str(exc))
+            return False
+        self._metrics.transactions.labels("committed").inc()
+        return True
+
+    def _at_least_once(self, outcomes: Sequence[Outcome], offsets: list[TopicPartition],
+                       stop: threading.Event) -> bool:
+        self._delivery_errors.clear()
+        try:
+            self._produce_all(outcomes, self._on_delivery)
+        except _AbortError as exc:
+            self._rewind(str(exc))
+            return False
+        while self._producer.flush(self._config.call_timeout_s) > 0:
+            if stop.is_set():
+                self._rewind("stopped before the batch was delivered")
+                return False
+        if self._delivery_errors:
+            self._rewind(f"delivery failed: {self._delivery_errors[0]}")
+            return False
+        self._consumer.commit(offsets=offsets, asynchronous=True)
+        return True
+
+    def _produce_all(self, outcomes: Sequence[Outcome], on_delivery: Any) -> None:
+        events, dlq = self._config.events_topic, self._config.dlq_topic
+        for outcome in outcomes:
+            topic = events if isinstance(outcome, CleanEvent) else dlq
+            while True:
+                try:
+                    self._producer.produce(topic, outcome.value, outcome.key, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    # The local queue is full: let librdkafka send some, then try again.
+                    self._producer.poll(0.05)
+                except KafkaException as exc:
+                    failure = _classify(exc, "produce")
+                    if not isinstance(failure, _RetryError):
+                        raise failure from exc
+                    self._producer.poll(_RETRY_PAUSE_S)
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._delivery_errors.append(str(err))
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _renew_producer(self, stop: threading.Event) -> None:
+        """A fresh transactional producer (same transactional id) after the group changed.
+
+        librdkafka 2.16's ``send_offsets_to_transaction`` can block past its timeout, for good,
+        once the group coordinator it cached went away (a broker restart; librdkafka issue 5511,
+        seen here as the broker-outage reliability test's worker stuck after the broker came
+        back). A producer made after the rejoin looks the coordinator up afresh; its
+        ``init_transactions`` bumps the epoch, fencing whatever the old one left open. Nothing is
+        open here: transactions end before the next poll, and callbacks run inside it.
+        """
+        self._renew = False
+        self._producer.purge()
+        self._producer.flush(0)
+        self._producer = self._new_producer()
+        self._retrying(stop, "init_transactions",
+                       lambda: self._producer.init_transactions(self._config.call_timeout_s))
+        log.info("transactional producer renewed")
+
+    def _retrying(self, stop: threading.Event, what: str, call: Callable[[], None]) -> None:
+        """Run ``call``; retry while it fails retriably (and the loop is not stopping)."""
+        while True:
+            self._call_started = time.monotonic()
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                failure = _classify(exc, what)
+                if not isinstance(failure, _RetryError):
+                    raise failure from exc
+                if stop.is_set():
+                    raise _AbortError(f"{what}: stopping while {exc.args[0].str()}") from exc
+                log.warning("retrying", extra={"call": what, "error": exc.args[0].str()})
+                time.sleep(_RETRY_PAUSE_S)
+            finally:
+                self._call_started = None
+
+    def _abort(self, reason: str) -> None:
+        log.warning("transaction aborted; the batch will be processed again",
+                    extra={"reason": reason})
+        self._metrics.transactions.labels("aborted").inc()
+        self._renew = True
+        try:
+            self._producer.abort_transaction(self._config.call_timeout_s)
+        except KafkaException as exc:
+            failure = _classify(exc, "abort_transaction")
+            if not isinstance(failure, _RetryError):
+                raise StageFailedError(str(failure)) from exc
+            # Not answered in time: the coordinator aborts it after transaction.timeout.ms, and
+            # the next begin_transaction fails until then; the next batch's abort retries.
+            log.warning("abort not confirmed", extra={"error": exc.args[0].str()})
+        self._rewind(reason)
+
+    def _rewind(self, reason: str) -> None:
+        """Every assigned partition back to its committed offset (the batch comes again).
+
+        Retried until the group coordinator answers: moving on without the rewind would skip
+        the batch. A pause first, so a failure that repeats (broker away) does not spin.
+        """
+        self._metrics.rewinds.inc()
+        while True:
+            time.sleep(_RETRY_PAUSE_S)
+            assigned = self._consumer.assignment()
+            if not assigned:
+                return
+            try:
+                committed = self._consumer.committed(assigned, self._config.call_timeout_s)
+                for tp in committed:
+                    if tp.offset < 0:
+                        tp.offset = OFFSET_BEGINNING
+                    self._consumer.seek(tp)
+            except KafkaException as exc:
+                failure = _classify(exc, "rewind")
+                if isinstance(failure, StageFailedError):
+                    raise failure from exc
+                log.warning("rewind failed; retrying", extra={"error": str(failure)})
+                continue
+            log.info("rewound to the committed offsets",
+                     extra={"reason": reason, "partitions": len(assigned)})
+            return
+
+    # -- group membership --------------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._assigned = tuple(sorted((tp.topic, tp.partition) for tp in partitions))
+        self._metrics.assigned_partitions.set(len(partitions))
+        log.info("ingest partitions assigned", extra={"partitions": [p for _, p in self._assigned]})
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        # No transaction is open here: callbacks run inside poll()/consume(), between batches.
+        self._assigned = ()
+        self._renew = self._config.transactional
+        self._metrics.assigned_partitions.set(0)
+        log.info("ingest partitions revoked", extra={"partitions": [tp.partition for tp in partitions]})
+
+    def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("ingest consumer close failed", extra={"error": str(exc)})
+        if not self._config.transactional:
+            self._producer.flush(self._config.call_timeout_s)
+
+
+class _AbortError(Exception):
+    """The open transaction must be aborted (and the batch processed again)."""
+
+
+class _RetryError(Exception):
+    """The call may simply be made again."""
+
+
+def _classify(exc: KafkaException, what: str) -> Exception:
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is None:
+        return StageFailedError(f"{what}: {exc}")
+    text = f"{what}: {err.str()}"
+    if err.fatal():
+        return StageFailedError(text)
+    if err.txn_requires_abort():
+        return _AbortError(text)
+    if err.retriable():
+        return _RetryError(text)
+    # Neither fatal nor abortable nor retriable (a produce of an oversized record, a state
+    # error): abort and process the batch again would repeat it forever.
+    return StageFailedError(text)
+
+
+def _next_offsets(batch: Sequence[Any]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for m in batch:
+        key = (m.topic(), m.partition())
+        if m.offset() >= last.get(key, -1):
+            last[key] = m.offset()
+    return [TopicPartition(topic, partition, offset + 1)
+            for (topic, partition), offset in sorted(last.items())]
+
+
+def _count(metrics: WorkerMetrics, outcomes: Sequence[Outcome]) -> None:
+    events = truncated = redacted = 0
+    for outcome in outcomes:
+        if isinstance(outcome, CleanEvent):
+            events += 1
+            truncated += len(outcome.truncated)
+            redacted += outcome.redacted
+        else:
+            metrics.dead_letters.labels(outcome.kind.value).inc()
+    metrics.messages.labels("event").inc(events)
+    metrics.messages.labels("dead_letter").inc(len(outcomes) - events)
+    metrics.truncated_fields.inc(truncated)
+    metrics.redacted_fields.inc(redacted)

@@ -1,0 +1,80 @@
+"""The first stage's per-message work spread over several processes (``worker.processes > 1``).
+
+Validation, redaction and the Avro round trip are pure Python and hold the GIL: one process
+tops out at one core however many partitions it owns. A pool of processes, each with its own
+``EventProcessor`` built from the same settings, takes a batch in contiguous chunks and returns
+the outcomes in order, so the loop (processors/ingest_loop.py) still produces and commits one
+batch in one transaction, and ordering per partition is kept. The pool's processes are
+``spawn``ed, not forked: the worker has librdkafka and Faust threads that a fork would copy
+mid-flight.
+
+Small batches (an idle pipeline's few events) are processed in the loop's own thread: a round
+trip through the pool costs more than the work, and latency matters most then.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from processors.deadletters import SourceMeta
+from processors.validate import EventProcessor, Outcome, build_processor
+
+INLINE_BELOW = 64
+"""Batches smaller than this are processed in the calling thread."""
+
+Item = tuple[bytes, SourceMeta]
+
+_processor: EventProcessor | None = None
+"""The pool process's own processor, set once by its initializer (one per process, never
+shared: this module's state in the worker's main process stays None)."""
+
+
+def _init(settings: Any) -> None:
+    global _processor  # noqa: PLW0603 - per pool process; an initializer is all the pool offers
+    _processor = build_processor(settings)
+
+
+def _pid() -> int:
+    time.sleep(0.02)  # long enough that every idle process takes one of the calls
+    return os.getpid()
+
+
+def _process_chunk(items: Sequence[Item]) -> list[Outcome]:
+    processor = _processor
+    assert processor is not None, "pool process without its initializer"
+    return [processor.process(raw, meta) for raw, meta in items]
+
+
+class ProcessingPool:
+    """``processes`` processes doing ``EventProcessor.process`` for the loop's thread."""
+
+    def __init__(self, settings: Any, processes: int, inline: EventProcessor) -> None:
+        self._processes = processes
+        self._inline = inline
+        self._executor = ProcessPoolExecutor(
+            max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init, initargs=(settings,),
+        )
+        # Start every process now (imports, compiled rules), not on the first busy batch.
+        for future in [self._executor.submit(_process_chunk, ()) for _ in range(processes)]:
+            future.result()
+
+    def process(self, items: Sequence[Item]) -> list[Outcome]:
+        if len(items) < INLINE_BELOW:
+            return [self._inline.process(raw, meta) for raw, meta in items]
+        size = -(-len(items) // self._processes)
+        futures = [self._executor.submit(_process_chunk, items[i:i + size])
+                   for i in range(0, len(items), size)]
+        return [outcome for future in futures for outcome in future.result()]
+
+    def pids(self) -> set[int]:
+        """The pool's process ids (a few round trips; for tests and diagnostics)."""
+        return {f.result() for f in [self._executor.submit(_pid) for _ in range(4 * self._processes)]}
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

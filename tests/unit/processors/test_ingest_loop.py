@@ -1,0 +1,301 @@
+"""The first stage's consume-transform-produce loop against in-memory stand-ins of librdkafka.
+
+What must hold whatever the broker does: a batch's outputs and its offsets are committed in one
+transaction or not at all; an aborted batch is read again from the committed offsets; a
+retriable failure repeats the call, a fatal one stops the loop. The real broker side (SIGKILL,
+rebalances, exactly-once counts) is tests/integration/test_worker_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+from pipeline.model import new_event
+from pipeline.redaction import Redactor, redact_raw
+from pipeline.serde import AvroSerde
+from processors.ingest_loop import IngestLoop, IngestLoopConfig, StageFailedError
+from processors.metrics import WorkerMetrics
+from processors.validate import EventProcessor, Limits
+
+INGEST, EVENTS, DLQ = "ingest", "events", "dlq"
+NOW_US = 1_800_000_000_000_000
+REBALANCE: list[Any] = ["rebalance"]
+"""A scripted 'batch' that makes the fake consumer revoke and re-assign its partitions."""
+GITHUB_TOKEN = "ghp_" + "Zq8Xw3Lk9Vb2Nm4Pr6Ts1Yu7Ei5Oa0Hc3Jd8"
+
+
+class Msg:
+    def __init__(self, partition: int, offset: int, value: bytes | None, key: bytes | None = None,
+                 error: KafkaError | None = None) -> None:
+        self._p, self._o, self._v, self._k, self._e = partition, offset, value, key, error
+
+    def error(self) -> KafkaError | None:
+        return self._e
+
+    def topic(self) -> str:
+        return INGEST
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def value(self) -> bytes | None:
+        return self._v
+
+    def key(self) -> bytes | None:
+        return self._k
+
+
+class FakeConsumer:
+    """Hands out the scripted batches; records seeks and commits; assigns partitions 0-1."""
+
+    def __init__(self, batches: list[list[Msg]], stop: threading.Event,
+                 committed: dict[int, int] | None = None) -> None:
+        self.batches = batches
+        self.stop = stop
+        self.committed_offsets = committed or {}
+        self.seeks: list[tuple[int, int]] = []
+        self.commits: list[list[tuple[int, int]]] = []
+        self.closed = False
+        self.callbacks: dict[str, Any] = {}
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        assert topics == [INGEST]
+        self.callbacks = callbacks
+        callbacks["on_assign"](self, [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)])
+
+    def poll(self, timeout: float) -> Msg | None:
+        if not self.batches:
+            self.stop.set()
+            return None
+        if self.batches[0] == REBALANCE:
+            self.batches.pop(0)
+            parts = [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)]
+            self.callbacks["on_revoke"](self, parts)
+            self.callbacks["on_assign"](self, parts)
+            return None
+        batch = self.batches[0]
+        if not batch:
+            self.batches.pop(0)
+            return None
+        return batch.pop(0)
+
+    def consume(self, num_messages: int, timeout: float) -> list[Msg]:
+        batch = self.batches.pop(0) if self.batches else []
+        return batch[:num_messages]
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(INGEST, tp.partition, self.committed_offsets.get(tp.partition, -1001))
+                for tp in partitions]
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.commits.append([(tp.partition, tp.offset) for tp in offsets])
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeProducer:
+    """A transactional producer: what was produced becomes 'committed' only with its offsets."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.open: list[tuple[str, bytes | None, bytes]] = []
+        self.committed: list[tuple[str, bytes | None, bytes]] = []
+        self.offsets: list[list[tuple[int, int]]] = []
+        self.pending_offsets: list[tuple[int, int]] = []
+        self.fail: dict[str, list[KafkaError]] = {}
+        self.delivery_errors: list[str] = []
+
+    def _maybe_fail(self, call: str) -> None:
+        self.calls.append(call)
+        errors = self.fail.get(call)
+        if errors:
+            raise KafkaException(errors.pop(0))
+
+    def init_transactions(self, timeout: float) -> None:
+        self._maybe_fail("init")
+
+    def begin_transaction(self) -> None:
+        self._maybe_fail("begin")
+
+    def produce(self, topic: str, value: bytes, key: bytes | None,
+                on_delivery: Callable[[Any, Any], None] | None = None) -> None:
+        self.open.append((topic, key, value))
+        if on_delivery is not None:
+            on_delivery(self.delivery_errors.pop(0) if self.delivery_errors else None, None)
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any,
+                                    timeout: float) -> None:
+        assert metadata == "group-metadata"
+        self._maybe_fail("send_offsets")
+        self.pending_offsets = [(tp.partition, tp.offset) for tp in offsets]
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._maybe_fail("commit")
+        self.committed += self.open
+        self.offsets.append(self.pending_offsets)
+        self.open, self.pending_offsets = [], []
+
+    def abort_transaction(self, timeout: float) -> None:
+        self._maybe_fail("abort")
+        self.open, self.pending_offsets = [], []
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def purge(self) -> None:
+        self.calls.append("purge")
+        self.open = []
+
+    def flush(self, timeout: float) -> int:
+        self.committed += self.open
+        self.open = []
+        return 0
+
+
+@pytest.fixture(scope="module")
+def serde() -> AvroSerde:
+    return AvroSerde()
+
+
+@pytest.fixture(autouse=True)
+def no_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("processors.ingest_loop._RETRY_PAUSE_S", 0.0)
+
+
+def make_processor(serde: AvroSerde, redactor: Redactor) -> EventProcessor:
+    return EventProcessor(serde, redactor, functools.partial(redact_raw, redactor=redactor),
+                          Limits(), clock=lambda: NOW_US)
+
+
+def good(serde: AvroSerde, partition: int, offset: int, text: str = "ok") -> Msg:
+    ev = new_event("command.executed", f"s{partition}", {"binary": "pytest", "exit_code": 0,
+                                                          "args": [text]},
+                   timestamp_us=NOW_US - 1_000_000)
+    return Msg(partition, offset, serde.encode_event(ev), f"s{partition}".encode())
+
+
+def run_loop(serde: AvroSerde, batches: list[list[Msg]], *, transactional: bool = True,
+             producer: FakeProducer | None = None, committed: dict[int, int] | None = None,
+             ) -> tuple[FakeConsumer, FakeProducer, WorkerMetrics]:
+    stop = threading.Event()
+    consumer = FakeConsumer(batches, stop, committed)
+    producer = producer or FakeProducer()
+    metrics = WorkerMetrics()
+    loop = IngestLoop(cast(Any, consumer), lambda: cast(Any, producer), make_processor(serde, Redactor()),
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=transactional,
+                                       batch_max=100),
+                      metrics)
+    loop.run(stop)
+    return consumer, producer, metrics
+
+
+def metric(metrics: WorkerMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_a_batch_commits_its_outputs_with_its_offsets_in_one_transaction(serde: AvroSerde) -> None:
+    batch = [good(serde, 0, 5), good(serde, 1, 7, f"echo {GITHUB_TOKEN}"), Msg(0, 6, b"\x00garbage"),
+             good(serde, 1, 8)]
+    consumer, producer, metrics = run_loop(serde, [batch])
+    assert producer.calls == ["init", "begin", "send_offsets", "commit"]
+    assert [t for t, _, _ in producer.committed] == [EVENTS, EVENTS, DLQ, EVENTS]
+    assert producer.offsets == [[(0, 7), (1, 9)]]  # the next offset of each input partition
+    assert all(GITHUB_TOKEN.encode() not in value for _, _, value in producer.committed)
+    assert metric(metrics, "agentwatch_worker_messages_total", outcome="event") == 3
+    assert metric(metrics, "agentwatch_worker_messages_total", outcome="dead_letter") == 1
+    assert metric(metrics, "agentwatch_worker_transactions_total", outcome="committed") == 1
+    assert consumer.closed and not consumer.commits  # offsets go with the transaction only
+
+
+def test_an_abortable_failure_aborts_and_reads_the_batch_again(serde: AvroSerde) -> None:
+    producer = FakeProducer()
+    producer.fail["commit"] = [KafkaError(KafkaError._FENCED, "fenced by a new generation",
+                                          txn_requires_abort=True)]
+    first = [good(serde, 0, 5), good(serde, 1, 9)]
+    again = [good(serde, 0, 5), good(serde, 1, 9)]  # what the broker hands out after the seek
+    consumer, producer, metrics = run_loop(serde, [first, again], producer=producer,
+                                           committed={0: 5})
+    assert "abort" in producer.calls
+    # The batch after an abort starts on a renewed producer (init_transactions again).
+    assert producer.calls.count("init") == 2 and "purge" in producer.calls
+    # Partition 0 back to its committed offset, partition 1 (nothing committed) to the start.
+    assert consumer.seeks == [(0, 5), (1, OFFSET_BEGINNING)]
+    assert len(producer.committed) == 2 and producer.offsets == [[(0, 6), (1, 10)]]
+    assert metric(metrics, "agentwatch_worker_transactions_total", outcome="aborted") == 1
+    assert metric(metrics, "agentwatch_worker_messages_total", outcome="event") == 2
+
+
+def test_a_retriable_failure_repeats_the_call_in_the_same_transaction(serde: AvroSerde) -> None:
+    producer = FakeProducer()
+    producer.fail["commit"] = [KafkaError(KafkaError._TIMED_OUT, "coordinator away", retriable=True)]
+    _consumer, producer, metrics = run_loop(serde, [[good(serde, 0, 1)]], producer=producer)
+    assert producer.calls == ["init", "begin", "send_offsets", "commit", "commit"]
+    assert len(producer.committed) == 1 and producer.offsets == [[(0, 2)]]
+    assert metric(metrics, "agentwatch_worker_transactions_total", outcome="aborted") == 0
+
+
+def test_a_fatal_failure_stops_the_loop_and_reports_it(serde: AvroSerde) -> None:
+    producer = FakeProducer()
+    producer.fail["send_offsets"] = [KafkaError(KafkaError._FENCED, "producer fenced", fatal=True)]
+    stop = threading.Event()
+    consumer = FakeConsumer([[good(serde, 0, 1)]], stop)
+    loop = IngestLoop(cast(Any, consumer), lambda: cast(Any, producer), make_processor(serde, Redactor()),
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True), WorkerMetrics())
+    with pytest.raises(StageFailedError, match="producer fenced"):
+        loop.run(stop)
+    assert producer.committed == [] and consumer.closed
+    snapshot = loop.snapshot()
+    assert not snapshot.running and snapshot.failure is not None
+
+
+def test_at_least_once_commits_offsets_only_after_delivery(serde: AvroSerde) -> None:
+    producer = FakeProducer()
+    producer.delivery_errors = ["broker refused", None]  # type: ignore[list-item]
+    batch = [good(serde, 0, 3), good(serde, 0, 4)]
+    consumer, producer, _metrics = run_loop(
+        serde, [batch, [good(serde, 0, 3), good(serde, 0, 4)]], transactional=False,
+        producer=producer, committed={0: 3})
+    # The first delivery failed: no commit, rewind to 3; the second attempt commits 5.
+    assert consumer.seeks == [(0, 3), (1, OFFSET_BEGINNING)]
+    assert consumer.commits == [[(0, 5)]]
+    assert "init" not in producer.calls and "begin" not in producer.calls
+
+
+def test_a_rebalance_renews_the_producer_before_the_next_transaction(serde: AvroSerde) -> None:
+    """librdkafka's send_offsets_to_transaction can hang on a coordinator cached before the
+    group changed (docs/worker.md): after a revoke the next transaction gets a fresh producer."""
+    producers: list[FakeProducer] = []
+
+    def factory() -> Any:
+        producers.append(FakeProducer())
+        return producers[-1]
+
+    stop = threading.Event()
+    consumer = FakeConsumer([[good(serde, 0, 1)], REBALANCE, [good(serde, 0, 2)]], stop)
+    loop = IngestLoop(cast(Any, consumer), factory, make_processor(serde, Redactor()),
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True), WorkerMetrics())
+    loop.run(stop)
+    assert len(producers) == 2
+    assert producers[0].offsets == [[(0, 2)]] and producers[0].calls[-1] == "purge"
+    assert producers[1].calls == ["init", "begin", "send_offsets", "commit"]
+    assert producers[1].offsets == [[(0, 3)]]
