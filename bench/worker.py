@@ -1,7 +1,8 @@
 """End-to-end throughput of `agentwatch worker`: ingest -> validate/redact/enrich -> events.
 
 Run: .venv/bin/python bench/worker.py [--events N] [--partitions P] [--text-bytes B]
-     [--guarantee exactly_once|at_least_once] [--batch-max M] [--in-process] [--redact-only]
+     [--guarantee exactly_once|at_least_once] [--batch-max M] [--processes P] [--in-process]
+     [--redact-only]
 
 Needs the local stack's Kafka (`agentwatch up`). Fills a fresh ingest topic with N Claude
 Code-like events (bench/redact.py's generator: ~B characters of ordinary session text per event,
@@ -157,6 +158,7 @@ def run_worker(args: argparse.Namespace, bootstrap: str, topics: dict[str, str],
            "AGENTWATCH_WORKER__APP_ID": app_id,
            "AGENTWATCH_WORKER__PROCESSING_GUARANTEE": args.guarantee,
            "AGENTWATCH_WORKER__BATCH_MAX": str(args.batch_max),
+           "AGENTWATCH_WORKER__PROCESSES": str(args.processes),
            "AGENTWATCH_WORKER_HTTP__PORT": str(port),
            "AGENTWATCH_STACK__DIR": str(workdir),
            "AGENTWATCH_LOG_LEVEL": "WARNING"}
@@ -171,18 +173,27 @@ def run_worker(args: argparse.Namespace, bootstrap: str, topics: dict[str, str],
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"worker did not start; see {workdir / 'worker.log'} (kept)")
             time.sleep(0.02)
-        t0, cpu0, done0 = time.monotonic(), sum(ps.cpu_times()[:2]), processed(port)
+        t0, cpu0, done0 = time.monotonic(), tree_cpu(ps), processed(port)
         while (done := processed(port)) < n:
             if proc.poll() is not None or time.monotonic() > deadline + 600:
                 raise SystemExit(f"worker stopped at {done:.0f}/{n}; see {workdir / 'worker.log'}")
             time.sleep(0.05)
-        t1, cpu1 = time.monotonic(), sum(ps.cpu_times()[:2])
+        t1, cpu1 = time.monotonic(), tree_cpu(ps)
     finally:
         proc.terminate()
         proc.wait(60)
         log.close()
     return {"wall_s": t1 - t0, "cpu_s": cpu1 - cpu0, "events": done - done0,
             "exit_code": float(proc.returncode)}
+
+
+def tree_cpu(ps: psutil.Process) -> float:
+    """CPU seconds of the worker and its live children (the pool's processes)."""
+    total = 0.0
+    for proc in [ps, *ps.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += sum(proc.cpu_times()[:2])
+    return total
 
 
 def in_process(messages: list[tuple[bytes, bytes]]) -> float:
@@ -206,6 +217,8 @@ def main() -> None:
                         default="exactly_once")
     parser.add_argument("--batch-max", type=int, default=2000)
     parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="worker.processes: pool processes of the first stage (1: none)")
     parser.add_argument("--redact-only", action="store_true",
                         help="leave the widgets and patterns agents out of the worker")
     parser.add_argument("--seed", type=int, default=3)
@@ -226,7 +239,8 @@ def main() -> None:
         print(f"{len(messages)} messages ({good} valid events, {len(messages) - good} to dead-letter), "
               f"mean {size:.0f} B, {args.partitions} partitions, {args.guarantee}, "
               f"{'redact stage only' if args.redact_only else 'whole worker'}, "
-              f"batch_max {args.batch_max}; load average {os.getloadavg()[0]:.1f}")
+              f"batch_max {args.batch_max}, processes {args.processes}; "
+              f"load average {os.getloadavg()[0]:.1f}")
         workdir = Path(tempfile.mkdtemp(prefix="agentwatch-bench-worker-"))
         res = run_worker(args, bootstrap, topics, app_id, len(messages), workdir)
         events, distinct = count_committed(bootstrap, topics["events"])
