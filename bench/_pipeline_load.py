@@ -1,4 +1,4 @@
-"""Load process of bench/pipeline.py: OTLP/protobuf log batches POSTed to a collector.
+"""Load process of bench/whole_pipeline.py: OTLP/protobuf log batches POSTed to a collector.
 
     python bench/_pipeline_load.py --port P --rate R --seconds S [--batch 1000] [--conns 4]
 

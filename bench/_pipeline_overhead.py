@@ -1,4 +1,4 @@
-"""Agent overhead of bench/pipeline.py: what the hooks add to one tool call of the agent.
+"""Agent overhead of bench/whole_pipeline.py: what the hooks add to one tool call of the agent.
 
 Claude Code runs a PreToolUse hook before a tool and a PostToolUse hook after it and waits for
 each (a command hook until it exits, an HTTP hook until the POST is answered), so one tool call

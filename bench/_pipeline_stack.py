@@ -1,4 +1,4 @@
-"""The private whole pipeline of bench/pipeline.py: six components on private names, and probes.
+"""The private whole pipeline of bench/whole_pipeline.py: six components on private names, and probes.
 
 Every component runs as `python -m pipeline.cli <command>` (what `agentwatch up` starts) on the
 local stack's Kafka, ClickHouse and S3 endpoints, with private topics, consumer groups, app id,

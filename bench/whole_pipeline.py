@@ -1,7 +1,7 @@
 """Whole-pipeline figures: sustained events/s collector -> ClickHouse with every sink on, resident
 memory of each component, and the agent overhead of the hooks per tool call.
 
-    .venv/bin/python bench/pipeline.py [--seconds 60] [--warmup 15] [--rate 0]
+    .venv/bin/python bench/whole_pipeline.py [--seconds 60] [--warmup 15] [--rate 0]
         [--skip-throughput] [--skip-overhead] [--hook-pairs 100]
 
 Needs the local stack (Kafka 127.0.0.1:9092, ClickHouse 9000, moto S3 5000; never stopped here).
@@ -45,10 +45,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-# Run as a script, this file's folder is sys.path[0] and its name would shadow the `pipeline`
-# package: the repository goes first, bench/ (the _pipeline_* helpers) stays after it.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _pipeline_overhead import measure as measure_overhead
 from _pipeline_stack import PrivatePipeline
