@@ -390,9 +390,16 @@ class WorkerSettings(_Section):
     batch_within_ms: int = Field(default=50, ge=1)
     """Longest the first stage blocks waiting for the first message of a batch (also how soon
     it notices a stop)."""
+    min_batch_interval_ms: int = Field(default=50, ge=0)
+    """The first stage takes a new batch (one transaction) at most this often, gathering what
+    arrives meanwhile: fewer, larger transactions are cheaper for the broker and for every
+    read_committed reader of events. The most it adds to an event's latency."""
     transaction_timeout_s: float = Field(default=30.0, ge=1.0)
     """Kafka aborts a first-stage transaction left open longer than this (a worker that died
     and never came back); until then its partitions' new owner waits for the offsets."""
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
+    """Longest the aggregates' fetch waits on the broker for new events (Faust fixes 1,500 ms;
+    a committed event can wait that long to be seen, see processors/fetch_wait.py)."""
     commit_interval_ms: int = Field(default=100, ge=10)
     """How often the aggregates agent's input offsets are committed (Faust's commit timer);
     the first stage commits every batch."""

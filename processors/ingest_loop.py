@@ -73,6 +73,8 @@ class IngestLoopConfig:
     """Most messages taken into one batch (one transaction)."""
     poll_timeout_s: float = 0.05
     """Longest one wait for the first message of a batch; also how soon a stop is noticed."""
+    min_batch_interval_s: float = 0.0
+    """A batch keeps gathering messages until this long after the previous one was taken."""
     call_timeout_s: float = 10.0
     """Timeout of one transactional call; a retriable timeout is retried while the loop runs."""
     stall_after_s: float = 60.0
@@ -114,6 +116,9 @@ class IngestLoop:
         self._renew = False
         """exactly_once: make a fresh producer before the next transaction (see _renew_producer)."""
         self._call_started: float | None = None
+        self._generation = 0
+        """Bumped by every assignment change; a batch gathered across one is dropped."""
+        self._last_batch = 0.0
         self._processor = processor
         self._pool = pool
         self._config = config
@@ -157,13 +162,34 @@ class IngestLoop:
     # -- one batch -------------------------------------------------------------------------
 
     def _next_batch(self) -> list[Any]:
+        """The next batch: blocks for its first message, then gathers until the batch is full
+        or ``min_batch_interval_s`` has passed since the previous batch was taken.
+
+        The gathering is what keeps transactions from getting tiny at moderate rates: each one
+        writes a commit marker to every events partition it touched, and the aggregates'
+        reader (aiokafka, read_committed) pays per record batch; at 1,000 events/s with one
+        transaction per poll it fell behind (docs/benchmarks.md). A rebalance while gathering
+        drops what was gathered: none of it is produced yet, and partitions no longer ours must
+        not be committed; the new owner reads them from the committed offsets.
+        """
         first = self._consumer.poll(self._config.poll_timeout_s)
         if first is None:
             return []
-        rest = (self._consumer.consume(num_messages=self._config.batch_max - 1, timeout=0)
-                if self._config.batch_max > 1 else [])
+        generation = self._generation
+        messages = [first]
+        deadline = self._last_batch + self._config.min_batch_interval_s
+        while len(messages) < self._config.batch_max:
+            wait = max(0.0, deadline - time.monotonic())
+            more = self._consumer.consume(
+                num_messages=self._config.batch_max - len(messages), timeout=wait)
+            if generation != self._generation:
+                return []
+            messages += more
+            if time.monotonic() >= deadline:
+                break
+        self._last_batch = time.monotonic()
         batch = []
-        for message in (first, *rest):
+        for message in messages:
             err = message.error()
             if err is None:
                 batch.append(message)
@@ -346,12 +372,14 @@ class IngestLoop:
     # -- group membership --------------------------------------------------------------------
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._generation += 1
         self._assigned = tuple(sorted((tp.topic, tp.partition) for tp in partitions))
         self._metrics.assigned_partitions.set(len(partitions))
         log.info("ingest partitions assigned", extra={"partitions": [p for _, p in self._assigned]})
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         # No transaction is open here: callbacks run inside poll()/consume(), between batches.
+        self._generation += 1
         self._assigned = ()
         self._renew = self._config.transactional
         self._metrics.assigned_partitions.set(0)

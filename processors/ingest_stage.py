@@ -83,6 +83,7 @@ def build_loop(settings: Settings, processor: EventProcessor, metrics: WorkerMet
             transactional=transactional,
             batch_max=conf.batch_max,
             poll_timeout_s=conf.batch_within_ms / 1000.0,
+            min_batch_interval_s=conf.min_batch_interval_ms / 1000.0,
             stall_after_s=2 * conf.transaction_timeout_s,
         ),
         metrics,

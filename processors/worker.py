@@ -80,6 +80,7 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     """The Faust worker (app + agents + HTTP endpoint) for ``settings``; not started."""
     from pipeline.serde import serde_from_settings
     from processors.app import create_app
+    from processors.fetch_wait import cap_fetch_wait
     from processors.http import HttpEndpoint, health_check
     from processors.ingest_stage import IngestStage, build_loop
     from processors.metrics import WorkerMetrics
@@ -100,6 +101,7 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
                                timeout_s=conf.stable_offsets_timeout_s)
     hold_flow_around_seeks(app, stable)
     commit_before_revocation(app)
+    cap_fetch_wait(app, conf.fetch_max_wait_ms)
     # Faust creates its data dir but not the parents.
     Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     topics = define_topics(app, settings, serde)

@@ -299,3 +299,40 @@ def test_a_rebalance_renews_the_producer_before_the_next_transaction(serde: Avro
     assert producers[0].offsets == [[(0, 2)]] and producers[0].calls[-1] == "purge"
     assert producers[1].calls == ["init", "begin", "send_offsets", "commit"]
     assert producers[1].offsets == [[(0, 3)]]
+
+
+class RebalancingWhileGathering(FakeConsumer):
+    """Revokes and re-assigns inside the first consume() after a poll, as librdkafka may."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.rebalanced = False
+
+    def consume(self, num_messages: int, timeout: float) -> list[Msg]:
+        if not self.rebalanced:
+            self.rebalanced = True
+            parts = [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)]
+            self.callbacks["on_revoke"](self, parts)
+            self.callbacks["on_assign"](self, parts)
+        return super().consume(num_messages, timeout)
+
+
+def test_a_rebalance_while_gathering_drops_the_batch_unproduced(serde: AvroSerde) -> None:
+    """Messages gathered across a rebalance may belong to partitions no longer ours: nothing of
+    them is produced or committed; the new owner (here: us again) reads them once more."""
+    stop = threading.Event()
+    gathered = [good(serde, 0, 1), good(serde, 0, 2)]
+    again = [good(serde, 0, 1), good(serde, 0, 2)]
+    consumer = RebalancingWhileGathering([gathered, again], stop)
+    producers: list[FakeProducer] = []
+
+    def factory() -> Any:
+        producers.append(FakeProducer())
+        return producers[-1]
+
+    loop = IngestLoop(cast(Any, consumer), factory, make_processor(serde, Redactor()),
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True), WorkerMetrics())
+    loop.run(stop)
+    produced = [value for p in producers for _, _, value in p.committed]
+    assert len(produced) == 2  # the second delivery only, once
+    assert [o for p in producers for o in p.offsets] == [[(0, 3)]]
