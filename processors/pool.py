@@ -15,8 +15,6 @@ trip through the pool costs more than the work, and latency matters most then.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -37,11 +35,6 @@ shared: this module's state in the worker's main process stays None)."""
 def _init(settings: Any) -> None:
     global _processor  # noqa: PLW0603 - per pool process; an initializer is all the pool offers
     _processor = build_processor(settings)
-
-
-def _pid() -> int:
-    time.sleep(0.02)  # long enough that every idle process takes one of the calls
-    return os.getpid()
 
 
 def _process_chunk(items: Sequence[Item]) -> list[Outcome]:
@@ -73,8 +66,9 @@ class ProcessingPool:
         return [outcome for future in futures for outcome in future.result()]
 
     def pids(self) -> set[int]:
-        """The pool's process ids (a few round trips; for tests and diagnostics)."""
-        return {f.result() for f in [self._executor.submit(_pid) for _ in range(4 * self._processes)]}
+        """The pool's process ids (for tests and diagnostics); all started in ``__init__``."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return set(processes)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -49,5 +49,5 @@ def test_pool_outcomes_equal_inline_outcomes_in_order() -> None:
     assert [_comparable(o) for o in pooled] == [_comparable(o) for o in expected]
     assert {o.event_id for o in pooled if isinstance(o, CleanEvent)} and all(
         GITHUB_TOKEN.encode() not in o.value for o in pooled)
-    # The work really ran elsewhere: two spawned processes, neither of them this one.
+    # The pool runs two spawned processes of its own, neither of them this one.
     assert len(pids) == 2 and os.getpid() not in pids
