@@ -12,6 +12,7 @@ and every condition fires once, then stays quiet until it clears.
 from __future__ import annotations
 
 import itertools
+import operator
 import statistics
 import uuid
 from collections.abc import Callable, Iterable
@@ -275,17 +276,65 @@ def retry_storm(state: State, event: Event, cfg: PatternConfig) -> list[Alert]:
         window_start=first[1], evidence=(f[0] for f in entry["failures"]), cfg=cfg)]
 
 
+_COST = operator.itemgetter(1)
+
+
+def _spend_sum(spend: list[list[Any]]) -> float:
+    """What the detector has always summed. On 3.11 ``sum()`` adds floats left to right, as the
+    running total does, so the two agree bit for bit (3.12's compensated ``sum()`` may differ in
+    the last bit, which can only move a rate sitting exactly on the limit)."""
+    return sum(map(_COST, spend))
+
+
+def _in_time_order(spend: list[list[Any]]) -> bool:
+    return all(a[0] <= b[0] for a, b in itertools.pairwise(spend))
+
+
 def cost_spike(state: State, event: Event, cfg: PatternConfig) -> list[Alert]:
+    """Spend over the window, O(1) per LLM event while nothing expires.
+
+    ``spend`` stays in arrival order (the alert's first entry and its evidence order come from
+    it). While that is also time order (``ordered``, the usual case) the expired entries are a
+    prefix and leave from the front; after an out-of-order arrival the whole list is filtered,
+    as it always was, until the late entries have expired. ``sum`` is the costs of the kept
+    entries added left to right: adding a cost keeps it exact, and when entries expire it is
+    recomputed from the kept ones (one C-level pass; subtracting would drift), so the rate is
+    bit for bit what summing the list gives. A state written before ``sum`` and ``ordered``
+    existed gets them on its first event.
+    """
     name, body = _payload(event)
     if name != LLM_REQUEST or not body.get("cost_usd"):
         return []
     st = state.setdefault("cost", {"spend": [], "active": False})
+    spend: list[list[Any]] = st["spend"]
+    total: float | None = st.get("sum")
+    if total is None:
+        total = _spend_sum(spend)
+        st["ordered"] = _in_time_order(spend)
     ts = event["timestamp"]
-    st["spend"] = [s for s in st["spend"] if s[0] > ts - cfg.cost_window_us]
-    st["spend"].append([ts, float(body["cost_usd"]), event["event_id"]])
+    cutoff = ts - cfg.cost_window_us
+    if st["ordered"]:
+        expired = 0
+        while expired < len(spend) and spend[expired][0] <= cutoff:
+            expired += 1
+        if expired:
+            del spend[:expired]
+            total = _spend_sum(spend)
+    else:
+        kept = [s for s in spend if s[0] > cutoff]
+        if len(kept) < len(spend):
+            spend[:] = kept
+            total = _spend_sum(spend)
+            st["ordered"] = _in_time_order(spend)
+    if spend and ts < spend[-1][0]:
+        st["ordered"] = False
+    cost = float(body["cost_usd"])
+    spend.append([ts, cost, event["event_id"]])
+    total += cost
+    st["sum"] = total
     # Rate over the whole window length, not the elapsed time: one expensive first request
     # does not extrapolate to a spike.
-    rate = sum(s[1] for s in st["spend"]) * (3600_000_000 / cfg.cost_window_us)
+    rate = total * (3600_000_000 / cfg.cost_window_us)
     if rate <= cfg.cost_usd_per_hour:
         st["active"] = False
         return []
@@ -293,10 +342,10 @@ def cost_spike(state: State, event: Event, cfg: PatternConfig) -> list[Alert]:
         return []
     st["active"] = True
     return [_make_alert(
-        event, "cost_spike", st["spend"][0][2], Severity.WARNING,
+        event, "cost_spike", spend[0][2], Severity.WARNING,
         f"spending ${rate:.2f}/hour over the last {cfg.cost_window_us // MINUTE_US} minutes "
         f"(limit ${cfg.cost_usd_per_hour:.2f}/hour)",
-        window_start=st["spend"][0][0], evidence=(s[2] for s in st["spend"]), cfg=cfg)]
+        window_start=spend[0][0], evidence=(s[2] for s in spend), cfg=cfg)]
 
 
 DETECTORS: tuple[Detector, ...] = (

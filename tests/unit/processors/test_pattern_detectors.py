@@ -2,13 +2,19 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import random
 from typing import Any
+
+import pytest
 
 from pipeline.model import new_event
 from processors.patterns.detectors import (
     MINUTE_US,
     PatternConfig,
+    alert_id,
     check_stall,
+    cost_spike,
     observe,
 )
 
@@ -152,6 +158,86 @@ def test_cost_spike_over_rate() -> None:
     alerts = run([llm(2.0, m) for m in range(4)])
     assert patterns(alerts) == ["cost_spike"]
 
+
+
+def test_cost_spike_fires_once_then_clears_when_spend_leaves_the_window() -> None:
+    state: dict[str, Any] = {}
+    assert patterns(run([llm(2.0, m) for m in range(4)], state)) == ["cost_spike"]
+    assert patterns(run([llm(0.5, 5)], state)) == []  # still over the limit: no repeat
+    # At minute 17 the first three calls have left the 15-minute window: $2.50, under the limit.
+    assert patterns(run([llm(0.01, 17)], state)) == []
+    assert state["cost"]["active"] is False
+    alerts = run([llm(3.0, 17.5)], state)
+    assert patterns(alerts) == ["cost_spike"]
+    assert alerts[0]["window_start"] == T0 + 3 * MINUTE_US
+    assert len(alerts[0]["evidence_event_ids"]) == 4
+
+
+def test_cost_spike_state_written_before_the_running_sum_continues() -> None:
+    # What the detector persisted before it kept ``sum`` and ``ordered``: the list and the flag.
+    calls = [llm(2.0, m) for m in range(4)]
+    old = {"cost": {"spend": [[e["timestamp"], 2.0, e["event_id"]] for e in calls],
+                    "active": True}}
+    state = json.loads(json.dumps(old))
+    assert patterns(run([llm(0.5, 5)], state)) == []  # already fired: stays quiet
+    assert state["cost"]["sum"] == 8.5 and state["cost"]["ordered"] is True
+    assert patterns(run([llm(0.01, 17)], state)) == []  # three calls expired: clears
+    assert [s[1] for s in state["cost"]["spend"]] == [2.0, 0.5, 0.01]
+    assert state["cost"]["sum"] == 2.0 + 0.5 + 0.01
+    alerts = run([llm(3.0, 17.5)], state)
+    assert patterns(alerts) == ["cost_spike"]
+    assert alerts[0]["evidence_event_ids"] == [calls[3]["event_id"], *[
+        s[2] for s in state["cost"]["spend"][1:]]]
+
+
+def _cost_spike_as_it_was(state: dict[str, Any], event: dict[str, Any],
+                          cfg: PatternConfig) -> list[dict[str, Any]]:
+    """The detector before the running sum: filter the whole list and sum it on every call."""
+    _name, body = event["payload"]
+    st = state.setdefault("cost", {"spend": [], "active": False})
+    ts = event["timestamp"]
+    st["spend"] = [s for s in st["spend"] if s[0] > ts - cfg.cost_window_us]
+    st["spend"].append([ts, float(body["cost_usd"]), event["event_id"]])
+    rate = sum(s[1] for s in st["spend"]) * (3600_000_000 / cfg.cost_window_us)
+    if rate <= cfg.cost_usd_per_hour:
+        st["active"] = False
+        return []
+    if st["active"]:
+        return []
+    st["active"] = True
+    return [{"key": st["spend"][0][2], "window_start": st["spend"][0][0], "rate": f"{rate:.2f}",
+             "evidence": [s[2] for s in st["spend"]][-cfg.evidence_limit:]}]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cost_spike_matches_the_full_filter_with_late_events_and_restarts(seed: int) -> None:
+    """Random costs (decimals that do not add up exactly in binary), a rate hovering around the
+    limit, some events arriving minutes late, and JSON round trips (some to the old format)."""
+    rng = random.Random(seed)
+    cfg = PatternConfig(cost_usd_per_hour=50.0, cost_window_us=5 * MINUTE_US)
+    state: dict[str, Any] = {}
+    ref: dict[str, Any] = {}
+    minute, fired = 0.0, 0
+    for _ in range(1500):
+        minute += rng.choice([0.01, 0.05, 0.1, 0.2])
+        late = rng.random() < (0.1 if seed % 2 else 0.01)
+        e = llm(rng.choice([0.01, 0.03, 0.07, 0.1, 0.2]),
+                minute - (rng.uniform(0, 6) if late else 0))
+        want = _cost_spike_as_it_was(ref, e, cfg)
+        got = cost_spike(state, e, cfg)
+        assert [{"key": a["alert_id"], "window_start": a["window_start"],
+                 "rate": a["message"].split("$")[1].split("/")[0],
+                 "evidence": a["evidence_event_ids"]} for a in got] == [
+            {**w, "key": alert_id("s-1", "cost_spike", w["key"])} for w in want]
+        assert state["cost"]["spend"] == ref["cost"]["spend"]
+        assert state["cost"]["active"] == ref["cost"]["active"]
+        assert state["cost"]["sum"] == sum(s[1] for s in ref["cost"]["spend"])
+        fired += len(got)
+        if rng.random() < 0.05:
+            state = json.loads(json.dumps(state))
+            if rng.random() < 0.5:
+                del state["cost"]["sum"], state["cost"]["ordered"]
+    assert fired > 3  # the rate crossed the limit again and again
 
 def test_stalled_session_fires_once_on_the_timer() -> None:
     state: dict[str, Any] = {}
