@@ -283,7 +283,8 @@ def _spend_sum(spend: list[list[Any]]) -> float:
     """What the detector has always summed. On 3.11 ``sum()`` adds floats left to right, as the
     running total does, so the two agree bit for bit (3.12's compensated ``sum()`` may differ in
     the last bit, which can only move a rate sitting exactly on the limit)."""
-    return sum(map(_COST, spend))
+    total: float = sum(map(_COST, spend))
+    return total
 
 
 def _in_time_order(spend: list[list[Any]]) -> bool:
