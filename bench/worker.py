@@ -46,19 +46,6 @@ from redact import make_events
 
 REPO = Path(__file__).resolve().parent.parent
 
-REDACT_ONLY = """
-import argparse, sys
-import processors.aggregates as a, processors.http as http
-a.attach_aggregates_agent = lambda *a, **k: None  # the replay agent stays: Faust needs one
-check = http.health_check
-http.health_check = lambda app, agents, *a, **k: check(app, [x for x in agents if x], *a, **k)
-import processors.worker as worker
-sys.exit(worker.run(argparse.Namespace(no_create_topics=False)))
-"""
-"""`agentwatch worker` with the aggregates agent left out: the first stage alone (and the idle
-replay agent: Faust refuses to run without a subscription)."""
-
-
 def build_messages(n: int, text_bytes: int, seed: int) -> tuple[list[tuple[bytes, bytes]], int]:
     """(key, value) pairs and how many of them are good events.
 
@@ -161,10 +148,12 @@ def run_worker(args: argparse.Namespace, bootstrap: str, topics: dict[str, str],
            "AGENTWATCH_WORKER__PROCESSES": str(args.processes),
            "AGENTWATCH_WORKER_HTTP__PORT": str(port),
            "AGENTWATCH_STACK__DIR": str(workdir),
-           "AGENTWATCH_LOG_LEVEL": "WARNING"}
+           "AGENTWATCH_LOG_LEVEL": "WARNING",
+           # --redact-only: a worker that runs the first stage only (worker.stages).
+           "AGENTWATCH_WORKER__STAGES": '["ingest"]' if args.redact_only
+           else '["ingest", "aggregates"]'}
     log = (workdir / "worker.log").open("wb")
-    command = [sys.executable, "-c", REDACT_ONLY] if args.redact_only else \
-        [sys.executable, "-m", "pipeline.cli", "worker"]
+    command = [sys.executable, "-m", "pipeline.cli", "worker"]
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     ps = psutil.Process(proc.pid)
     try:
@@ -220,7 +209,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1,
                         help="worker.processes: pool processes of the first stage (1: none)")
     parser.add_argument("--redact-only", action="store_true",
-                        help="leave the widgets and patterns agents out of the worker")
+                        help="a worker with the first stage only (worker.stages=[\"ingest\"])")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
 

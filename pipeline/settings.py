@@ -380,6 +380,12 @@ class WorkerSettings(_Section):
     processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
     """exactly_once writes events, dead letters and input offsets in one Kafka transaction per
     batch; at_least_once may repeat events after a crash (sinks dedupe on event_id)."""
+    stages: tuple[Literal["ingest", "aggregates"], ...] = Field(
+        default=("ingest", "aggregates"), min_length=1)
+    """Stages this worker runs: `ingest` (validate, redact: ingest -> events and dlq) and
+    `aggregates` (widgets and patterns: events -> widgets and patterns). Both by default; run
+    them as separate workers (e.g. `AGENTWATCH_WORKER__STAGES='["ingest"]'`) to give each its
+    own cores and scale them apart (docs/operations.md)."""
     processes: int = Field(default=1, ge=1, le=64)
     """Processes doing the first stage's per-message work (validate, redact, Avro). 1: the
     stage's own thread; more spread big batches over a pool (processors/pool.py), for a worker

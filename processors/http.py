@@ -14,7 +14,11 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from pipeline.observability import HealthCheck, health_app, start_http
+from processors.ingest_loop import LoopSnapshot
 from processors.ingest_stage import IngestStage
+
+_NO_STAGE = LoopSnapshot(running=False, assigned=(), failure=None)
+"""What a worker that does not run the first stage reports for it."""
 
 
 class HttpEndpoint(Service):
@@ -40,20 +44,21 @@ class HttpEndpoint(Service):
 
 
 def health_check(
-    app: Any, agents: Sequence[Any], stage: IngestStage, guarantee: str
+    app: Any, agents: Sequence[Any], stage: IngestStage | None, guarantee: str
 ) -> HealthCheck:
-    """Healthy while the app and the first stage run and no agent has crashed; reports the
-    assignment (``assigned_partitions``: ingest partitions of the first stage)."""
+    """Healthy while the app and the first stage (if this worker runs it) run and no agent has
+    crashed; reports the assignment (``assigned_partitions``: ingest partitions of the first
+    stage, None when it is not running)."""
 
     def check() -> dict[str, Any]:
         crashed = [a.name for a in agents if a.crashed] + (["app"] if app.crashed else [])
-        ingest = stage.snapshot()
+        ingest = stage.snapshot() if stage is not None else _NO_STAGE
         if ingest.failure is not None:
             crashed.append("ingest")
         assignment = _assignment(app) or {}
         for topic, _partition in ingest.assigned:
             assignment[topic] = assignment.get(topic, 0) + 1
-        running = bool(app.started) and not app.should_stop and ingest.running
+        running = bool(app.started) and not app.should_stop and (stage is None or ingest.running)
         return {
             "healthy": running and not crashed and not ingest.stalled,
             "component": "worker",

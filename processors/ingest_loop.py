@@ -12,13 +12,18 @@ textbook exactly-once loop:
     consume a batch -> process every message (pure) -> begin a transaction -> produce the
     outputs -> add the batch's next offsets to the transaction -> commit
 
-One transaction per batch and nothing else in flight: rebalance callbacks run inside
+One transaction per batch, never open while ``consume()`` runs: rebalance callbacks run inside
 ``consume()`` on this thread, so a revocation never finds an open transaction, and a new
 owner's offset fetch waits for pending transactional offsets (``require_stable``, which
 librdkafka asks for under ``read_committed``). An abortable error aborts the transaction and
 seeks every assigned partition back to its committed offset, so the batch is processed again;
 a retriable one retries the same call; anything fatal (this producer fenced by another process
 with the same transactional id) stops the loop and the worker with it.
+
+With a pool of processes (``worker.processes``) and a backlog, a full batch's transaction
+waits until the next batch has been read and handed to the pool, so the pool works while the
+loop waits on the broker's round trips; a rebalance or a rewind in between drops the waiting
+batch unproduced (its offsets were never committed).
 
 Batches form by themselves: the loop blocks for the first message, then takes whatever else is
 already fetched (up to ``batch_max``) without waiting, so an idle pipeline commits each event
@@ -82,6 +87,14 @@ class IngestLoopConfig:
     stalled in its health: librdkafka has calls that can hang (see _renew_producer)."""
 
 
+@dataclass(frozen=True)
+class _Processed:
+    batch: list[Any]
+    outcomes: list[Outcome]
+    started: float
+    generation: int
+
+
 class StageFailedError(RuntimeError):
     """The loop cannot go on in this process (fenced, fatal client error)."""
 
@@ -117,8 +130,10 @@ class IngestLoop:
         """exactly_once: make a fresh producer before the next transaction (see _renew_producer)."""
         self._call_started: float | None = None
         self._generation = 0
-        """Bumped by every assignment change; a batch gathered across one is dropped."""
+        """Bumped by every assignment change and rewind; a batch read before one is dropped."""
         self._last_batch = 0.0
+        self._held: _Processed | None = None
+        """A processed full batch whose transaction waits for the next batch to be submitted."""
         self._processor = processor
         self._pool = pool
         self._config = config
@@ -147,11 +162,15 @@ class IngestLoop:
                 on_revoke=self._on_revoke, on_lost=self._on_revoke,
             )
             while not stop.is_set():
-                batch = self._next_batch()
-                if batch:
-                    self._handle(batch, stop)
+                batch = self._next_batch(block=self._held is None)
+                if batch or self._held is not None:
+                    self._step(batch, stop)
                 elif not self._config.transactional:
                     self._producer.poll(0)
+            # Stopping: what is processed already is committed, not read again by the next owner.
+            held, self._held = self._held, None
+            if held is not None:
+                self._commit(held, stop)
         except StageFailedError as exc:
             self._failure = str(exc)
             raise
@@ -161,9 +180,10 @@ class IngestLoop:
 
     # -- one batch -------------------------------------------------------------------------
 
-    def _next_batch(self) -> list[Any]:
-        """The next batch: blocks for its first message, then gathers until the batch is full
-        or ``min_batch_interval_s`` has passed since the previous batch was taken.
+    def _next_batch(self, *, block: bool = True) -> list[Any]:
+        """The next batch: waits for its first message (unless ``block`` is false: a processed
+        batch is waiting for its commit), then gathers until the batch is full or
+        ``min_batch_interval_s`` has passed since the previous batch was taken.
 
         The gathering is what keeps transactions from getting tiny at moderate rates: each one
         writes a commit marker to every events partition it touched, and the aggregates'
@@ -172,11 +192,14 @@ class IngestLoop:
         drops what was gathered: none of it is produced yet, and partitions no longer ours must
         not be committed; the new owner reads them from the committed offsets.
         """
-        first = self._consumer.poll(self._config.poll_timeout_s)
-        if first is None:
+        if block:
+            first = self._consumer.poll(self._config.poll_timeout_s)
+            messages = [] if first is None else [first]
+        else:
+            messages = self._consumer.consume(num_messages=self._config.batch_max, timeout=0)
+        if not messages:
             return []
         generation = self._generation
-        messages = [first]
         deadline = self._last_batch + self._config.min_batch_interval_s
         while len(messages) < self._config.batch_max:
             wait = max(0.0, deadline - time.monotonic())
@@ -200,33 +223,70 @@ class IngestLoop:
                 log.warning("ingest consumer error", extra={"error": err.str()})
         return batch
 
-    def _handle(self, batch: list[Any], stop: threading.Event) -> None:
+    def _step(self, batch: list[Any], stop: threading.Event) -> None:
+        """Start processing ``batch``, commit the held batch meanwhile, then commit or hold this one.
+
+        Holding a full batch (a backlog: more is already fetched) until the next one is in the
+        pool's hands keeps the pool busy while the loop waits on the transaction's round trips;
+        without it the pool idled through every commit (docs/benchmarks.md). The held batch is
+        committed before anything else is consumed but the next batch, and no transaction is
+        open while consume() runs the rebalance callbacks; a rebalance there (or a rewind) makes
+        the held batch stale, and it is dropped unproduced: its offsets were never committed.
+        """
         started = self._clock()
-        items = [(m.value() or b"", SourceMeta(m.topic(), m.partition(), m.offset(), m.key()))
-                 for m in batch]
+        generation = self._generation
+        collect = self._submit(batch) if batch else None
+        held, self._held = self._held, None
+        if held is not None:
+            self._commit(held, stop)
+        if collect is None:
+            return
         try:
-            outcomes = self._process(items)
+            outcomes = self._collect(collect)
         except TransientError as exc:
             # Nothing produced yet: read the batch again once the dependency (a schema registry)
             # answers; the rewind pauses first.
             self._rewind(f"transient: {exc}")
             return
-        offsets = _next_offsets(batch)
-        committed = (self._in_transaction(outcomes, offsets, stop) if self._config.transactional
-                     else self._at_least_once(outcomes, offsets, stop))
+        done = _Processed(batch, outcomes, started, generation)
+        if self._pool is not None and len(batch) >= self._config.batch_max:
+            self._held = done
+            self._metrics.batches_held.inc()
+        else:
+            self._commit(done, stop)
+
+    def _commit(self, done: _Processed, stop: threading.Event) -> None:
+        if done.generation != self._generation:
+            log.info("processed batch dropped: the assignment changed or the stage rewound",
+                     extra={"messages": len(done.batch)})
+            return
+        offsets = _next_offsets(done.batch)
+        committed = (self._in_transaction(done.outcomes, offsets, stop)
+                     if self._config.transactional
+                     else self._at_least_once(done.outcomes, offsets, stop))
         if not committed:
             return
-        self._metrics.batch_seconds.observe(self._clock() - started)
-        self._metrics.batch_size.observe(len(batch))
-        _count(self._metrics, outcomes)
+        self._metrics.batch_seconds.observe(self._clock() - done.started)
+        self._metrics.batch_size.observe(len(done.batch))
+        _count(self._metrics, done.outcomes)
 
-    def _process(self, items: list[tuple[bytes, SourceMeta]]) -> list[Outcome]:
-        if self._pool is not None:
-            try:
-                return self._pool.process(items)
-            except BrokenProcessPool as exc:
-                raise StageFailedError(f"a processing pool process died: {exc}") from exc
-        return [self._processor.process(raw, meta) for raw, meta in items]
+    def _submit(self, batch: list[Any]) -> Callable[[], list[Outcome]]:
+        items = [(m.value() or b"", SourceMeta(m.topic(), m.partition(), m.offset(), m.key()))
+                 for m in batch]
+        if self._pool is None:
+            processor = self._processor
+            return lambda: [processor.process(raw, meta) for raw, meta in items]
+        try:
+            return self._pool.submit(items)
+        except BrokenProcessPool as exc:
+            raise StageFailedError(f"a processing pool process died: {exc}") from exc
+
+    @staticmethod
+    def _collect(collect: Callable[[], list[Outcome]]) -> list[Outcome]:
+        try:
+            return collect()
+        except BrokenProcessPool as exc:
+            raise StageFailedError(f"a processing pool process died: {exc}") from exc
 
     def _in_transaction(self, outcomes: Sequence[Outcome], offsets: list[TopicPartition],
                         stop: threading.Event) -> bool:
@@ -348,6 +408,7 @@ class IngestLoop:
         the batch. A pause first, so a failure that repeats (broker away) does not spin.
         """
         self._metrics.rewinds.inc()
+        self._generation += 1  # whatever was read past the committed offsets is stale now
         while True:
             time.sleep(_RETRY_PAUSE_S)
             assigned = self._consumer.assignment()

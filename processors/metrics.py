@@ -38,6 +38,11 @@ class WorkerMetrics:
             "their committed offsets and the messages processed again.",
             registry=r,
         )
+        self.batches_held = Counter(
+            "agentwatch_worker_batches_held",
+            "Full batches whose transaction waited until the next batch was in the processing "
+            "pool (a backlog being worked off with worker.processes > 1).", registry=r,
+        )
         self.batch_seconds = Histogram(
             "agentwatch_worker_batch_seconds",
             "Wall time of one batch: process, produce and commit.",

@@ -15,7 +15,7 @@ trip through the pool costs more than the work, and latency matters most then.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -57,13 +57,22 @@ class ProcessingPool:
         for future in [self._executor.submit(_process_chunk, ()) for _ in range(processes)]:
             future.result()
 
-    def process(self, items: Sequence[Item]) -> list[Outcome]:
+    def submit(self, items: Sequence[Item]) -> Callable[[], list[Outcome]]:
+        """Start on ``items``; the returned call waits for their outcomes, in order.
+
+        The loop commits the previous batch while the pool works on this one
+        (processors/ingest_loop.py); a small batch is processed inline, when collected.
+        """
         if len(items) < INLINE_BELOW:
-            return [self._inline.process(raw, meta) for raw, meta in items]
+            inline = self._inline
+            return lambda: [inline.process(raw, meta) for raw, meta in items]
         size = -(-len(items) // self._processes)
         futures = [self._executor.submit(_process_chunk, items[i:i + size])
                    for i in range(0, len(items), size)]
-        return [outcome for future in futures for outcome in future.result()]
+        return lambda: [outcome for future in futures for outcome in future.result()]
+
+    def process(self, items: Sequence[Item]) -> list[Outcome]:
+        return self.submit(items)()
 
     def pids(self) -> set[int]:
         """The pool's process ids (for tests and diagnostics); all started in ``__init__``."""

@@ -106,21 +106,27 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
     topics = define_topics(app, settings, serde)
     metrics = WorkerMetrics()
+    stages = set(conf.stages)
     # The first stage (ingest -> events/dlq) runs on librdkafka, beside the Faust agents.
-    stage = IngestStage(functools.partial(build_loop, settings, processor, metrics), app.crash)
+    stage = (IngestStage(functools.partial(build_loop, settings, processor, metrics), app.crash)
+             if "ingest" in stages else None)
     from processors.aggregates import attach_aggregates_agent
     from processors.replay_agent import attach_replay_agent
 
-    aggregates = [attach_aggregates_agent(app, topics, settings, metrics.registry),
-                  attach_replay_agent(app, settings, serde, metrics.registry)]
+    # The replay agent runs in every worker: it is light, and Faust needs one subscription.
+    agents = [attach_replay_agent(app, settings, serde, metrics.registry)]
+    if "aggregates" in stages:
+        agents.insert(0, attach_aggregates_agent(app, topics, settings, metrics.registry))
     http = HttpEndpoint(
-        health_check(app, aggregates, stage, settings.worker.processing_guarantee),
+        health_check(app, agents, stage, settings.worker.processing_guarantee),
         metrics.registry,
         settings.worker_http.host,
         settings.worker_http.port,
     )
+    services = [http] if stage is None else [stage, http]
+    log.info("worker stages", extra={"stages": sorted(stages)})
     worker = _worker_class()(
-        app, stage, http,
+        app, *services,
         loglevel=settings.log_level,
         quiet=True,
         redirect_stdouts=False,

@@ -22,6 +22,7 @@ from typing import Any
 from pipeline.model import (
     BUILD_EVENT,
     COMMAND_EVENT,
+    FILE_EVENT,
     LLM_REQUEST,
     TEST_EVENT,
     Severity,
@@ -34,6 +35,8 @@ Alert = dict[str, Any]
 
 _ALERT_NS = uuid.UUID("5b0a2f0e-7d51-4f5e-9a1b-4b1f6c3a9e10")
 MINUTE_US = 60_000_000
+CODE_CHANGES = ("file.write", "file.delete")
+"""Event types after which a changed outcome or a repeated failure is a fix attempt."""
 
 COMPILERS = frozenset({
     "gcc", "g++", "cc", "c++", "clang", "clang++", "rustc", "javac", "kotlinc", "tsc", "erlc",
@@ -171,8 +174,10 @@ def compile_fix_loop(state: State, event: Event, cfg: PatternConfig) -> list[Ale
 
 def flaky_test(state: State, event: Event, cfg: PatternConfig) -> list[Alert]:
     name, body = _payload(event)
-    st = state.setdefault("flaky", {"epoch": 0, "tests": {}})
-    if event.get("event_type") in ("file.write", "file.delete"):
+    st = state.get("flaky")
+    if st is None:
+        st = state["flaky"] = {"epoch": 0, "tests": {}}
+    if event.get("event_type") in CODE_CHANGES:
         # Any code change explains a changed outcome: the history restarts.
         st["epoch"] += 1
         return []
@@ -253,7 +258,7 @@ def slow_test(state: State, event: Event, cfg: PatternConfig) -> list[Alert]:
 def retry_storm(state: State, event: Event, cfg: PatternConfig) -> list[Alert]:
     """Identical retries: a file change in between makes it a fix attempt, not a retry."""
     name, body = _payload(event)
-    if event.get("event_type") in ("file.write", "file.delete"):
+    if event.get("event_type") in CODE_CHANGES:
         state["retry"] = {}
         return []
     if name != COMMAND_EVENT or body.get("exit_code") is None:
@@ -353,17 +358,45 @@ DETECTORS: tuple[Detector, ...] = (
     compile_fix_loop, flaky_test, memory_growth, slow_test, retry_storm, cost_spike,
 )
 
+
+def _only(*wanted: Detector) -> tuple[Detector, ...]:
+    return tuple(d for d in DETECTORS if d in wanted)
+
+
+_BY_PAYLOAD: dict[str, tuple[Detector, ...]] = {
+    COMMAND_EVENT: _only(compile_fix_loop, flaky_test, memory_growth, retry_storm),
+    BUILD_EVENT: _only(compile_fix_loop, flaky_test),
+    TEST_EVENT: _only(flaky_test, slow_test),
+    LLM_REQUEST: _only(flaky_test, cost_spike),
+}
+"""The detectors an event of this payload can affect; the others return [] untouched, so
+``observe`` skips them (most events concern one detector at most). flaky_test runs on every
+event: it creates its state on the first one, and a persisted state should not depend on this
+table. A new detector must be listed here for the payloads it reads."""
+_BY_PAYLOAD_ELSE = _only(flaky_test)
+_ON_CODE_CHANGE: dict[str, tuple[Detector, ...]] = {FILE_EVENT: _only(flaky_test, retry_storm)}
+"""file.write / file.delete reset flaky_test's and retry_storm's histories."""
+
 PROGRESS_PREFIXES = ("agent.", "file.", "command.", "test.", "build.", "llm.", "user.")
 
 
 def observe(state: State, event: Event, cfg: PatternConfig, now_us: int) -> list[Alert]:
     """Run every detector on one event; ``now_us`` is processing time, used for stalls only."""
     alerts: list[Alert] = []
-    for detect in DETECTORS:
-        alerts.extend(detect(state, event, cfg))
-    live = state.setdefault("live", {"last_progress": 0, "stalled": False, "ended": False,
-                                     "source": "", "agent": "", "last_event_id": ""})
     etype = event.get("event_type", "")
+    name = _payload(event)[0]
+    if etype in CODE_CHANGES:
+        detectors = _ON_CODE_CHANGE.get(name, DETECTORS)
+    else:
+        detectors = _BY_PAYLOAD.get(name, _BY_PAYLOAD_ELSE)
+    for detect in detectors:
+        found = detect(state, event, cfg)
+        if found:
+            alerts.extend(found)
+    live = state.get("live")
+    if live is None:
+        live = state["live"] = {"last_progress": 0, "stalled": False, "ended": False,
+                                "source": "", "agent": "", "last_event_id": ""}
     live["source"] = event.get("source") or live["source"]
     live["agent"] = event.get("agent") or live["agent"]
     if etype == "session.ended":
@@ -371,7 +404,9 @@ def observe(state: State, event: Event, cfg: PatternConfig, now_us: int) -> list
     elif etype == "session.started":
         live["ended"] = False
     if etype.startswith(PROGRESS_PREFIXES) or etype == "session.started":
-        live.update(last_progress=now_us, stalled=False, last_event_id=event["event_id"])
+        live["last_progress"] = now_us
+        live["stalled"] = False
+        live["last_event_id"] = event["event_id"]
     return alerts
 
 

@@ -336,3 +336,107 @@ def test_a_rebalance_while_gathering_drops_the_batch_unproduced(serde: AvroSerde
     produced = [value for p in producers for _, _, value in p.committed]
     assert len(produced) == 2  # the second delivery only, once
     assert [o for p in producers for o in p.offsets] == [[(0, 3)]]
+
+
+class RecordingPool:
+    """The pool's interface, processing inline when collected; logs each submit in ``calls``."""
+
+    def __init__(self, processor: EventProcessor, calls: list[str]) -> None:
+        self.processor = processor
+        self.calls = calls
+
+    def submit(self, items: list[tuple[bytes, Any]]) -> Callable[[], list[Any]]:
+        self.calls.append(f"submit {','.join(str(meta.offset) for _, meta in items)}")
+        return lambda: [self.processor.process(raw, meta) for raw, meta in items]
+
+    def close(self) -> None:
+        pass
+
+
+def run_pooled(serde: AvroSerde, consumer: FakeConsumer, stop: threading.Event,
+               producers: list[FakeProducer], calls: list[str]) -> None:
+    def factory() -> Any:
+        producers.append(FakeProducer())
+        producers[-1].calls = calls
+        return producers[-1]
+
+    processor = make_processor(serde, Redactor())
+    loop = IngestLoop(cast(Any, consumer), factory, processor,
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True, batch_max=2),
+                      WorkerMetrics(), pool=cast(Any, RecordingPool(processor, calls)))
+    loop.run(stop)
+
+
+def test_with_a_pool_a_full_batch_commits_while_the_next_one_is_processed(serde: AvroSerde) -> None:
+    stop = threading.Event()
+    batches = [[good(serde, 0, 1), good(serde, 0, 2)], [good(serde, 0, 3), good(serde, 1, 1)],
+               [good(serde, 1, 2)]]
+    producers: list[FakeProducer] = []
+    calls: list[str] = []
+    run_pooled(serde, FakeConsumer(batches, stop), stop, producers, calls)
+    # Batch 1 (full) waits until batch 2 is in the pool; batch 3 (not full) commits at once.
+    assert calls == ["init", "submit 1,2", "submit 3,1", "begin", "send_offsets", "commit",
+                     "submit 2", "begin", "send_offsets", "commit",
+                     "begin", "send_offsets", "commit"]
+    assert producers[0].offsets == [[(0, 3)], [(0, 4), (1, 2)], [(1, 3)]]
+    assert len(producers[0].committed) == 5
+
+
+class RebalancingOnNextBatch(FakeConsumer):
+    """Revokes and re-assigns inside the first non-blocking consume (the loop holds a batch)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.rebalanced = False
+
+    def consume(self, num_messages: int, timeout: float) -> list[Msg]:
+        if timeout == 0 and num_messages == 2 and not self.rebalanced:
+            self.rebalanced = True
+            parts = [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)]
+            self.callbacks["on_revoke"](self, parts)
+            self.callbacks["on_assign"](self, parts)
+        return super().consume(num_messages, timeout)
+
+
+def test_a_rebalance_while_a_batch_is_held_drops_it_unproduced(serde: AvroSerde) -> None:
+    """The held batch's partitions may belong to another worker now: nothing of it is produced
+    or committed; the new owner (here: us again, from the committed offsets) reads it again."""
+    stop = threading.Event()
+    held = [good(serde, 0, 1), good(serde, 0, 2)]
+    again = [good(serde, 0, 1), good(serde, 0, 2)]
+    producers: list[FakeProducer] = []
+    calls: list[str] = []
+    run_pooled(serde, RebalancingOnNextBatch([held, again], stop), stop, producers, calls)
+    assert [o for p in producers for o in p.offsets] == [[(0, 3)]]
+    assert sum(len(p.committed) for p in producers) == 2  # the second delivery only, once
+
+
+def test_an_aborted_commit_drops_the_batch_already_in_the_pool(serde: AvroSerde) -> None:
+    """The abort rewinds to the committed offsets, so the batch read after the held one is
+    stale as well: both are read and committed again, once each."""
+    stop = threading.Event()
+    first, second = [good(serde, 0, 1), good(serde, 0, 2)], [good(serde, 0, 3), good(serde, 0, 4)]
+    again = [[good(serde, 0, 1), good(serde, 0, 2)], [good(serde, 0, 3), good(serde, 0, 4)]]
+    consumer = FakeConsumer([first, second, *again], stop, committed={0: 1})
+    producers: list[FakeProducer] = []
+    calls: list[str] = []
+
+    def factory() -> Any:
+        producer = FakeProducer()
+        producer.calls = calls
+        if not producers:
+            producer.fail["commit"] = [KafkaError(KafkaError._FENCED, "fenced",
+                                                  txn_requires_abort=True)]
+        producers.append(producer)
+        return producer
+
+    processor = make_processor(serde, Redactor())
+    metrics = WorkerMetrics()
+    loop = IngestLoop(cast(Any, consumer), factory, processor,
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True, batch_max=2),
+                      metrics, pool=cast(Any, RecordingPool(processor, calls)))
+    loop.run(stop)
+    assert consumer.seeks == [(0, 1), (1, OFFSET_BEGINNING)]
+    assert [o for p in producers for o in p.offsets] == [[(0, 3)], [(0, 5)]]
+    assert sum(len(p.committed) for p in producers) == 4
+    assert metric(metrics, "agentwatch_worker_messages_total", outcome="event") == 4
