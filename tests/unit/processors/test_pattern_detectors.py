@@ -10,7 +10,9 @@ import pytest
 
 from pipeline.model import new_event
 from processors.patterns.detectors import (
+    DETECTORS,
     MINUTE_US,
+    PROGRESS_PREFIXES,
     PatternConfig,
     alert_id,
     check_stall,
@@ -290,3 +292,63 @@ def test_a_failed_build_reported_as_command_and_build_counts_once() -> None:
 def test_slow_test_with_a_zero_median_does_not_crash_or_fire() -> None:
     # Seen in CI: a simulator suite whose runs all reported 0 ms crashed the worker.
     assert patterns(run([*[timed(0, m) for m in range(5)], timed(40, 6)])) == []
+
+
+def _observe_with_every_detector(state: dict[str, Any], event: dict[str, Any],
+                                 now_us: int) -> list[dict[str, Any]]:
+    """``observe`` as it was: all six detectors on every event, then the liveness record."""
+    alerts = [a for detect in DETECTORS for a in detect(state, event, CFG)]
+    live = state.setdefault("live", {"last_progress": 0, "stalled": False, "ended": False,
+                                     "source": "", "agent": "", "last_event_id": ""})
+    etype = event.get("event_type", "")
+    live["source"] = event.get("source") or live["source"]
+    live["agent"] = event.get("agent") or live["agent"]
+    if etype == "session.ended":
+        live["ended"] = True
+    elif etype == "session.started":
+        live["ended"] = False
+    if etype.startswith(PROGRESS_PREFIXES) or etype == "session.started":
+        live.update(last_progress=now_us, stalled=False, last_event_id=event["event_id"])
+    return alerts
+
+
+def test_observe_skips_only_detectors_an_event_cannot_affect() -> None:
+    """``observe`` runs the detectors chosen by payload; running all six must give the same
+    alerts and the same state, event by event, including events whose type and payload disagree."""
+    rng = random.Random(3)
+    kinds: list[Any] = [
+        lambda m: compile_err(m, exit_code=rng.choice([0, 1, 1])),
+        lambda m: ev("build.completed", {"component": "x", "outcome": rng.choice(
+            ["success", "failure"])}, m),
+        lambda m: t(rng.choice(["passed", "failed"]), m, rng.choice(["a", "b"])),
+        lambda m: timed(rng.choice([100, 100, 400]), m),
+        write, lambda m: ev("file.delete", {"path": "src/y.py"}, m),
+        lambda m: ev("file.read", {"path": "src/y.py"}, m),
+        lambda m: run_cmd(rng.choice([100, 150, 250, 400]), m),
+        lambda m: fail(m, rng.choice([0, 1, 1, 1])),
+        lambda m: llm(rng.choice([0.5, 2.0]), m),
+        lambda m: ev("llm.request", {"model": "claude", "cost_usd": 0.0}, m),
+        lambda m: ev("agent.task.progress", {"progress_pct": 10.0}, m),
+        lambda m: ev("session.started", {}, m),
+        lambda m: ev("session.ended", {}, m),
+        lambda m: ev("resource.sample", {"memory_mib": 10.0, "cpu_pct": 5.0}, m),
+        lambda m: {**write(m), "payload": ("dev.agentwatch.OtherEvent", {"name": "x"})},
+        lambda m: {**fail(m), "event_type": "file.write"},
+    ]
+    mine: dict[str, Any]
+    every: dict[str, Any]
+    for kind in kinds:  # each as a session's first event
+        e = kind(0)
+        mine, every = {}, {}
+        assert observe(mine, e, CFG, 0) == _observe_with_every_detector(every, e, 0)
+        assert mine == every
+    mine, every = {}, {}
+    fired: set[str] = set()
+    for i in range(3000):
+        e = rng.choice(kinds)(i / 10)
+        alerts = observe(mine, e, CFG, now_us=e["timestamp"])
+        assert alerts == _observe_with_every_detector(every, e, e["timestamp"])
+        assert mine == every
+        fired.update(patterns(alerts))
+    assert fired == {"compile_fix_loop", "flaky_test", "memory_growth", "slow_test",
+                     "retry_storm", "cost_spike"}
