@@ -86,7 +86,8 @@ class WidgetProcessor:
             st["agent"] = event.get("agent")
         remember(st, partition, offset, event["event_id"])
         st["part"] = partition
-        st["pending"] = sorted(set(st["pending"]) | changed)
+        if not changed.issubset(st["pending"]):
+            st["pending"] = sorted(set(st["pending"]) | changed)
         self._touched[sid] = partition
         self.coalescer.mark(sid, changed)
         return True

@@ -177,12 +177,14 @@ def apply(state: State, event: Event) -> set[str]:
             "files": [], "lines_added": 0, "lines_removed": 0, "last_ts": ts, "writes": 0})
         if path not in d["files"]:
             d["files"].append(path)
+            # Only a path new to its directory can be new to the session: the two lists grow
+            # together, and the session's is the long one to scan.
+            if path not in state["files_seen"]:
+                state["files_seen"].append(path)
+                state["counts"]["files_modified"] += 1
         d["lines_added"] += max(0, body.get("lines_added") or 0)
         d["lines_removed"] += max(0, body.get("lines_removed") or 0)
         d["last_ts"], d["writes"] = max(d["last_ts"], ts), d["writes"] + 1
-        if path not in state["files_seen"]:
-            state["files_seen"].append(path)
-            state["counts"]["files_modified"] += 1
         _resolve_errors(state, f"file:{path}")
 
     if name == TEST_EVENT:
@@ -364,8 +366,14 @@ def _heatmap(state: State) -> dict[str, Any]:
 
 
 def _errors(state: State) -> dict[str, Any]:
-    errs = [{k: v for k, v in e.items() if k != "key"} for e in reversed(state["errors"])]
-    return {"errors": errs, "open": sum(1 for e in state["errors"] if e["status"] == "open")}
+    errs = []
+    n_open = 0
+    for e in reversed(state["errors"]):
+        shown = e.copy()  # a copy without the key keeps the other fields in their order
+        shown.pop("key", None)
+        errs.append(shown)
+        n_open += e["status"] == "open"
+    return {"errors": errs, "open": n_open}
 
 
 def _resources(state: State) -> dict[str, Any]:

@@ -138,3 +138,14 @@ def test_session_summary_names_the_owner_from_metadata() -> None:
              ev("file.write", {"path": "a.py"}, 1),
              ev("file.write", {"path": "b.py"}, 2, metadata={"user_id": "mallory"})]
     assert render(replay(owned), "session_summary")["user_id"] == "alice"
+
+
+def test_error_log_shows_every_field_but_the_key_in_order_newest_first() -> None:
+    state = replay([*SCRIPT[:7], ev("test.executed", {
+        "suite": "tests/test_main.py", "test_name": "test_b", "outcome": "failed"}, 5.5)])
+    errs = render(state, "error_log")
+    assert [e["event_id"] for e in errs["errors"]] == [e["event_id"] for e in state["errors"][::-1]]
+    assert [list(e) for e in errs["errors"]] == [
+        [k for k in e if k != "key"] for e in state["errors"][::-1]]
+    assert errs["open"] == 2
+    assert all("key" in e for e in state["errors"])  # the state keeps it
