@@ -105,7 +105,9 @@ class Worker:
                          "AGENTWATCH_TOPICS__PARTITIONS": str(partitions),
                          "AGENTWATCH_WORKER__APP_ID": prefix,
                          "AGENTWATCH_WORKER_HTTP__PORT": str(self.port),
-                         "AGENTWATCH_STACK__DIR": str(workdir), "AGENTWATCH_LOG_LEVEL": "WARNING"})
+                         "AGENTWATCH_STACK__DIR": str(workdir), "AGENTWATCH_LOG_LEVEL": "WARNING",
+                         # Events are written straight to the events topic: the aggregates alone.
+                         "AGENTWATCH_WORKER__STAGES": '["aggregates"]'})
         self.log = (workdir / "worker.log").open("wb")
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -354,17 +354,25 @@ class RecordingPool:
 
 
 def run_pooled(serde: AvroSerde, consumer: FakeConsumer, stop: threading.Event,
-               producers: list[FakeProducer], calls: list[str]) -> None:
+               producers: list[FakeProducer], calls: list[str], *,
+               first_commit: KafkaError | None = None) -> WorkerMetrics:
+    """Runs the loop with batches of 2 and a pool; ``first_commit`` fails the first producer's
+    first commit."""
     def factory() -> Any:
-        producers.append(FakeProducer())
-        producers[-1].calls = calls
-        return producers[-1]
+        producer = FakeProducer()
+        producer.calls = calls
+        if first_commit is not None and not producers:
+            producer.fail["commit"] = [first_commit]
+        producers.append(producer)
+        return producer
 
     processor = make_processor(serde, Redactor())
+    metrics = WorkerMetrics()
     loop = IngestLoop(cast(Any, consumer), factory, processor,
                       IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True, batch_max=2),
-                      WorkerMetrics(), pool=cast(Any, RecordingPool(processor, calls)))
+                      metrics, pool=cast(Any, RecordingPool(processor, calls)))
     loop.run(stop)
+    return metrics
 
 
 def test_with_a_pool_a_full_batch_commits_while_the_next_one_is_processed(serde: AvroSerde) -> None:
@@ -419,23 +427,8 @@ def test_an_aborted_commit_drops_the_batch_already_in_the_pool(serde: AvroSerde)
     again = [[good(serde, 0, 1), good(serde, 0, 2)], [good(serde, 0, 3), good(serde, 0, 4)]]
     consumer = FakeConsumer([first, second, *again], stop, committed={0: 1})
     producers: list[FakeProducer] = []
-    calls: list[str] = []
-
-    def factory() -> Any:
-        producer = FakeProducer()
-        producer.calls = calls
-        if not producers:
-            producer.fail["commit"] = [KafkaError(KafkaError._FENCED, "fenced",
-                                                  txn_requires_abort=True)]
-        producers.append(producer)
-        return producer
-
-    processor = make_processor(serde, Redactor())
-    metrics = WorkerMetrics()
-    loop = IngestLoop(cast(Any, consumer), factory, processor,
-                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True, batch_max=2),
-                      metrics, pool=cast(Any, RecordingPool(processor, calls)))
-    loop.run(stop)
+    metrics = run_pooled(serde, consumer, stop, producers, [], first_commit=KafkaError(
+        KafkaError._FENCED, "fenced", txn_requires_abort=True))
     assert consumer.seeks == [(0, 1), (1, OFFSET_BEGINNING)]
     assert [o for p in producers for o in p.offsets] == [[(0, 3)], [(0, 5)]]
     assert sum(len(p.committed) for p in producers) == 4
