@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from pipeline.gc_tuning import tune_gc
 from processors.deadletters import SourceMeta
 from processors.validate import EventProcessor, Outcome, build_processor
 
@@ -35,6 +36,7 @@ shared: this module's state in the worker's main process stays None)."""
 def _init(settings: Any) -> None:
     global _processor  # noqa: PLW0603 - per pool process; an initializer is all the pool offers
     _processor = build_processor(settings)
+    tune_gc()  # as the worker's own process: a chunk keeps thousands of decoded events alive
 
 
 Packed = tuple[bytes, str, int, int, bytes | None]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import gc
 import logging
 import os
 import threading
@@ -34,6 +33,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.gc_tuning import tune_gc
     from pipeline.observability import configure_logging
     from pipeline.settings import load_settings
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_create_topics:
         _create_topics(settings)
     worker, app = build_worker(settings)
-    _tune_gc()
+    tune_gc()  # a batch keeps thousands of decoded events alive at once
     code = 0
     try:
         worker.execute_from_commandline()
@@ -155,10 +155,3 @@ def _exit_after(seconds: float) -> None:
     os._exit(1)
 
 
-def _tune_gc() -> None:
-    """Fewer cyclic-GC passes: a batch keeps thousands of decoded dicts alive at once, and
-    default thresholds re-scan them over and over (measured: a quarter of the CPU of a sink
-    in this repo, docs/benchmarks.md). Import-time objects are frozen out of every scan."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)

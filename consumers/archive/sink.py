@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, cast
+
+from pipeline.gc_tuning import tune_gc as shared_tune_gc
 
 if TYPE_CHECKING:
     from consumers.archive.archiver import ArchiveSink
@@ -33,8 +34,7 @@ def tune_gc() -> None:
     cost about a quarter of the sink's CPU (bench/archive.py). Process-wide, so only called from
     the sink's own entry point (and the benchmark).
     """
-    gc.freeze()  # everything imported so far is never garbage: keep it out of every pass
-    gc.set_threshold(50_000, 20, 100)
+    shared_tune_gc(middle=20)
 
 
 def run(args: argparse.Namespace) -> int:

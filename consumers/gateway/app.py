@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from consumers.gateway.middleware import api_middleware
 from consumers.gateway.ratelimit import RateLimiter
 from consumers.gateway.state import WidgetStore
 from consumers.gateway.static import add_static_routes
+from pipeline.gc_tuning import tune_gc
 from pipeline.observability import add_health_routes
 from pipeline.serde import serde_from_settings
 from pipeline.settings import Settings
@@ -205,17 +205,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await runner.cleanup()
 
 
-def _tune_gc() -> None:
-    """Fewer, cheaper cyclic-GC passes: every pass stops the fan-out, and with thousands of
-    open sockets a full pass took 0.2-2.5 s on this machine (bench/gateway.py, measured with
-    gc.callbacks). Import-time objects are frozen out of every scan; young objects are
-    collected every 50,000 allocations instead of 700, so long-lived ones are promoted and
-    re-scanned far less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--port", type=int, help="listen port (default: settings gateway.port)")
 
@@ -229,7 +218,9 @@ def run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(
             update={"gateway": settings.gateway.model_copy(update={"port": args.port})})
     configure_logging(settings.log_level, settings.log_format, "gateway")
-    _tune_gc()
+    # Every GC pass stops the fan-out: with thousands of open sockets a full pass took
+    # 0.2-2.5 s here (bench/gateway.py, measured with gc.callbacks).
+    tune_gc()
 
     async def main() -> None:
         await serve(settings, shutdown_event())
