@@ -44,18 +44,21 @@ class HttpEndpoint(Service):
 
 
 def health_check(
-    app: Any, agents: Sequence[Any], stage: IngestStage | None, guarantee: str
+    app: Any, agents: Sequence[Any], stage: IngestStage | None, guarantee: str,
+    events_topic: str,
 ) -> HealthCheck:
     """Healthy while the app and the first stage (if this worker runs it) run and no agent has
-    crashed; reports the assignment (``assigned_partitions``: ingest partitions of the first
-    stage, None when it is not running)."""
+    crashed; reports the assignment. ``assigned_partitions`` counts the input partitions of the
+    worker's first stage: ingest partitions, or, in a worker that runs only the aggregates,
+    events partitions (None until they are known)."""
 
     def check() -> dict[str, Any]:
         crashed = [a.name for a in agents if a.crashed] + (["app"] if app.crashed else [])
         ingest = stage.snapshot() if stage is not None else _NO_STAGE
         if ingest.failure is not None:
             crashed.append("ingest")
-        assignment = _assignment(app) or {}
+        app_assignment = _assignment(app)
+        assignment = dict(app_assignment or {})
         for topic, _partition in ingest.assigned:
             assignment[topic] = assignment.get(topic, 0) + 1
         running = bool(app.started) and not app.should_stop and (stage is None or ingest.running)
@@ -64,7 +67,8 @@ def health_check(
             "component": "worker",
             "app_id": app.conf.id,
             "processing_guarantee": guarantee,
-            "assigned_partitions": len(ingest.assigned) if ingest.running else None,
+            "assigned_partitions": _input_partitions(
+                ingest if stage is not None else None, app_assignment, events_topic),
             "assignment": assignment,
             "crashed": crashed,
             "ingest_failure": ingest.failure,
@@ -73,6 +77,15 @@ def health_check(
         }
 
     return check
+
+
+def _input_partitions(ingest: LoopSnapshot | None, app_assignment: dict[str, int] | None,
+                      events_topic: str) -> int | None:
+    if ingest is not None:
+        return len(ingest.assigned) if ingest.running else None
+    if app_assignment is None:
+        return None
+    return app_assignment.get(events_topic, 0)
 
 
 def _assignment(app: Any) -> dict[str, int] | None:

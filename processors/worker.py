@@ -118,7 +118,8 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     if "aggregates" in stages:
         agents.insert(0, attach_aggregates_agent(app, topics, settings, metrics.registry))
     http = HttpEndpoint(
-        health_check(app, agents, stage, settings.worker.processing_guarantee),
+        health_check(app, agents, stage, settings.worker.processing_guarantee,
+                     settings.topics.events),
         metrics.registry,
         settings.worker_http.host,
         settings.worker_http.port,

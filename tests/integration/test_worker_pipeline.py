@@ -456,3 +456,46 @@ def test_two_workers_share_the_partitions_of_one_group(
     assert first.terminate() == 0 and second.terminate() == 0
     check(*final(kafka_bootstrap, topics), producer.stream, topics.ingest, progress)
     assert sorted(shares) == [3, 3], shares
+
+
+def _summaries(bootstrap: str, topic: str) -> dict[str, int]:
+    """Session -> the most events any of its session_summary updates counts."""
+    serde = AvroSerde()
+    out: dict[str, int] = {}
+    for msg in read_committed(bootstrap, topic):
+        if not (msg.key() or b"").endswith(b"/session_summary"):
+            continue
+        _name, update = serde.decode(msg.value())
+        counted = json.loads(update["data_json"])["events"]
+        out[update["session_id"]] = max(out.get(update["session_id"], 0), counted)
+    return out
+
+
+@pytest.mark.parametrize("topics", [3], indirect=True, ids=["3-partitions"])
+def test_the_stages_run_as_separate_workers(
+    topics: Topics, make_worker: MakeWorker, kafka_bootstrap: str
+) -> None:
+    """worker.stages: one worker validates and redacts, another folds the widgets; each reports
+    its own input partitions, and together they do what one whole worker does."""
+    first = make_worker(topics, AGENTWATCH_WORKER__STAGES='["ingest"]')
+    aggregates = make_worker(topics, AGENTWATCH_WORKER__STAGES='["aggregates"]')
+    first.start()
+    aggregates.start()
+    producer = StreamProducer(kafka_bootstrap, topics.ingest, seed=31)
+    producer.produce(600, big_every=200)
+    progress = wait_for(kafka_bootstrap, topics, producer.stream, timeout=60)
+    events, letters = final(kafka_bootstrap, topics)
+    serde = AvroSerde()
+    per_session = Counter(serde.decode(m.value())[1]["session_id"] for m in events)
+    widgets = first.env["AGENTWATCH_TOPICS__WIDGETS"]
+    deadline = time.monotonic() + 30
+    while (summaries := _summaries(kafka_bootstrap, widgets)) != per_session:
+        assert time.monotonic() < deadline, (summaries, per_session)
+        time.sleep(0.5)
+    health = first.health(), aggregates.health()
+    folded_by_first = first.metric("agentwatch_widget_events_total ")
+    ingested_by_aggregates = aggregates.processed()
+    assert first.terminate() == 0 and aggregates.terminate() == 0
+    check(events, letters, producer.stream, topics.ingest, progress)
+    assert [h.get("assigned_partitions") for h in health] == [3, 3], health
+    assert folded_by_first == 0 and ingested_by_aggregates == 0
