@@ -36,27 +36,18 @@ YIELD_EVERY = 128
 FLUSH_FLOOR_S = 0.002
 """Least time between two runs of the flush task: keys come due one by one, and a send for
 each would cost a produce request per update."""
-FLUSH_BUSY_FLOOR_S = 0.010
-"""Least time between two runs when the agent, busy folding a backlog, has to make room for
-one: sends then batch more updates (and produce requests) at a little latency."""
 
 
 class FlushSchedule:
     """The flush task's sleep: until the next update is due, at least ``floor_s`` after the last
-    run began and at most ``ceiling_s`` (the checkpoint check needs a pace of its own).
+    run began and at most ``ceiling_s`` (the checkpoint check needs a pace of its own). The agent
+    calls ``expect`` between events, since an event can make an update due sooner than the
+    sleep was planned for; timestamps come from the event loop's clock (``clock`` in tests)."""
 
-    A sleep is a timer on the event loop, which fires only when the agent lets the loop run, and
-    an event can make an update due sooner than the sleep was planned for: so the agent calls
-    ``expect`` between events. That moves the timer forward, or, once ``busy_floor_s`` has passed
-    since the last run, ends the sleep at once for the agent to yield to. Times come from the
-    event loop's clock (``clock`` in tests).
-    """
-
-    def __init__(self, floor_s: float, ceiling_s: float, busy_floor_s: float | None = None,
+    def __init__(self, floor_s: float, ceiling_s: float,
                  clock: Callable[[], float] | None = None) -> None:
         self.floor_s = min(floor_s, ceiling_s)
         self.ceiling_s = ceiling_s
-        self.busy_floor_s = max(self.floor_s, busy_floor_s if busy_floor_s is not None else 0.0)
         self._clock = clock
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -99,14 +90,15 @@ class FlushSchedule:
             return False
         now = self.now()
         at = max(now + due_in, self._ran_at + self.floor_s)
-        if at <= now and now - self._ran_at >= self.busy_floor_s:
+        if at <= now:  # even if the timer is due too: a busy agent would not let it fire
             waiter.set_result(None)
             return True
-        if at < self._wake_at:
-            assert self._timer is not None
-            self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_later(max(0.0, at - now), _wake, waiter)
-            self._wake_at = at
+        if at >= self._wake_at:
+            return False
+        assert self._timer is not None
+        self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(at - now, _wake, waiter)
+        self._wake_at = at
         return False
 
 
@@ -141,7 +133,7 @@ def attach_aggregates_agent(app: Any, topics: WorkerTopics, settings: Settings,
             await stream.ack(event)
         seconds.observe(time.perf_counter() - started)
 
-    schedule = FlushSchedule(FLUSH_FLOOR_S, conf.flush_tick_ms / 1000.0, FLUSH_BUSY_FLOOR_S)
+    schedule = FlushSchedule(FLUSH_FLOOR_S, conf.flush_tick_ms / 1000.0)
     coalescer = widgets.processor.coalescer
 
     async def aggregates(stream: Any) -> None:

@@ -18,18 +18,15 @@ class Clock:
         return self.t
 
 
-def schedule(clock: Clock, busy_floor_s: float = 0.002) -> FlushSchedule:
-    return FlushSchedule(0.002, 0.025, busy_floor_s, clock=clock)
-
-
-async def asleep(s: FlushSchedule, seconds: float) -> asyncio.Task[None]:
-    task = asyncio.ensure_future(s.sleep(seconds))
+async def asleep(schedule: FlushSchedule, seconds: float) -> asyncio.Task[None]:
+    task = asyncio.ensure_future(schedule.sleep(seconds))
     await asyncio.sleep(0)  # the task is now waiting
     return task
 
 
 def test_sleeps_until_the_next_due_update_between_the_floor_and_the_tick() -> None:
-    s = schedule(Clock())
+    clock = Clock()
+    s = FlushSchedule(0.002, 0.025, clock)
     assert s.delay(None) == 0.025  # nothing dirty: the tick, for the checkpoint check
     assert s.delay(0.2) == 0.025
     assert s.delay(0.01) == 0.01
@@ -38,8 +35,9 @@ def test_sleeps_until_the_next_due_update_between_the_floor_and_the_tick() -> No
 
 async def test_the_floor_counts_from_the_start_of_the_last_run() -> None:
     clock = Clock()
-    s = schedule(clock)
-    await (await asleep(s, 0.0))  # a run starts at 50.0
+    s = FlushSchedule(0.002, 0.025, clock)
+    task = await asleep(s, 0.0)
+    await task  # a run starts at 50.0
     assert s.delay(0.0) == pytest.approx(0.002)
     clock.t += 0.0015
     assert s.delay(0.0) == pytest.approx(0.0005)
@@ -47,14 +45,13 @@ async def test_the_floor_counts_from_the_start_of_the_last_run() -> None:
     assert s.delay(0.0) == 0.0
 
 
-def test_a_tick_shorter_than_the_floors_wins() -> None:
-    s = FlushSchedule(0.002, 0.001, 0.01, clock=Clock())
-    assert s.delay(0.0) == 0.0
-    assert s.floor_s == 0.001 and s.busy_floor_s == 0.01
+def test_a_tick_shorter_than_the_floor_wins() -> None:
+    assert FlushSchedule(0.002, 0.001, Clock()).delay(0.0) == 0.0
 
 
 async def test_an_update_due_now_ends_the_sleep_and_asks_the_agent_to_yield() -> None:
-    s = schedule(Clock())
+    clock = Clock()
+    s = FlushSchedule(0.002, 0.025, clock)
     assert not s.expect(0.0)  # not sleeping: nothing to wake
     task = await asleep(s, 3600.0)
     assert not s.expect(None)
@@ -65,7 +62,7 @@ async def test_an_update_due_now_ends_the_sleep_and_asks_the_agent_to_yield() ->
 
 async def test_within_the_floor_the_sleep_is_shortened_to_the_floor_not_ended() -> None:
     clock = Clock()
-    s = schedule(clock)
+    s = FlushSchedule(0.002, 0.025, clock)
     await (await asleep(s, 0.0))  # ran at 50.0
     task = await asleep(s, 3600.0)
     assert not s.expect(0.0)  # due now, but the last run began 0 s ago
@@ -74,26 +71,9 @@ async def test_within_the_floor_the_sleep_is_shortened_to_the_floor_not_ended() 
     await asyncio.wait_for(task, 5)  # the timer now fires after the floor
 
 
-async def test_a_busy_agent_yields_no_more_than_once_per_busy_floor() -> None:
-    """Due now and past the floor, but the last run began less than the busy floor ago: the timer
-    is set to fire at the agent's next pause; past the busy floor the agent makes the pause."""
-    clock = Clock()
-    s = schedule(clock, busy_floor_s=0.01)
-    await (await asleep(s, 0.0))  # ran at 50.0
-    task = await asleep(s, 3600.0)
-    clock.t = 50.005
-    assert not s.expect(0.0)
-    assert s.wake_at == pytest.approx(50.005)
-    clock.t = 50.006
-    assert not s.expect(0.0)
-    assert s.wake_at == pytest.approx(50.005)  # not moved again
-    clock.t = 50.0101
-    assert s.expect(0.0)
-    await asyncio.wait_for(task, 5)
-
-
 async def test_an_update_due_sooner_than_planned_moves_the_wake_up_and_later_ones_do_not() -> None:
-    s = schedule(Clock())
+    clock = Clock()
+    s = FlushSchedule(0.002, 0.025, clock)
     task = await asleep(s, 3600.0)
     assert not s.expect(4000.0)
     assert s.wake_at == pytest.approx(50.0 + 3600.0)
@@ -110,12 +90,13 @@ async def test_driven_by_a_coalescer_every_update_leaves_once_due_and_none_early
     the first run at or after its due time, and the sleeps are planned for exactly that."""
     clock = Clock()
     c = Coalescer(0.25, clock)
-    s = schedule(clock)
+    s = FlushSchedule(0.002, 0.025, clock)
     c.mark("s", ["cost"])
     assert c.due() == [("s", "cost")]  # leading edge at 50.0
     clock.t = 50.1
     c.mark("s", ["cost"])  # trailing edge: due at 50.25
-    assert s.delay(c.next_due_in()) == 0.025  # more than a tick away
+    planned = s.delay(c.next_due_in())
+    assert planned == 0.025  # more than a tick away
     clock.t = 50.24
     assert s.delay(c.next_due_in()) == pytest.approx(0.01)
     task = await asleep(s, 3600.0)
@@ -123,6 +104,6 @@ async def test_driven_by_a_coalescer_every_update_leaves_once_due_and_none_early
     assert s.wake_at == pytest.approx(50.25)
     assert c.due() == []
     clock.t = 50.25
-    assert s.expect(c.next_due_in())  # due now: woken even though the timer is due as well
+    assert s.expect(c.next_due_in())
     await asyncio.wait_for(task, 5)
     assert c.due() == [("s", "cost")]
