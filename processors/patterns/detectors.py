@@ -393,6 +393,13 @@ def observe(state: State, event: Event, cfg: PatternConfig, now_us: int) -> list
         found = detect(state, event, cfg)
         if found:
             alerts.extend(found)
+    record_liveness(state, event, now_us)
+    return alerts
+
+
+def record_liveness(state: State, event: Event, now_us: int) -> None:
+    """What stalled_session's timer judges: the last progress, whether the session ended."""
+    etype = event.get("event_type", "")
     live = state.get("live")
     if live is None:
         live = state["live"] = {"last_progress": 0, "stalled": False, "ended": False,
@@ -407,7 +414,6 @@ def observe(state: State, event: Event, cfg: PatternConfig, now_us: int) -> list
         live["last_progress"] = now_us
         live["stalled"] = False
         live["last_event_id"] = event["event_id"]
-    return alerts
 
 
 def check_stall(session_id: str, state: State, cfg: PatternConfig, now_us: int) -> list[Alert]:

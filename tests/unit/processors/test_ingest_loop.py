@@ -301,15 +301,17 @@ def test_a_rebalance_renews_the_producer_before_the_next_transaction(serde: Avro
     assert producers[1].offsets == [[(0, 3)]]
 
 
-class RebalancingWhileGathering(FakeConsumer):
-    """Revokes and re-assigns inside the first consume() after a poll, as librdkafka may."""
+class RebalancingConsumer(FakeConsumer):
+    """Revokes and re-assigns inside the first consume() that ``when`` picks (by its
+    arguments), as librdkafka may; by default the first consume() after a poll."""
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, when: Callable[[int, float], bool] = lambda n, t: True) -> None:
         super().__init__(*args)
+        self.when = when
         self.rebalanced = False
 
     def consume(self, num_messages: int, timeout: float) -> list[Msg]:
-        if not self.rebalanced:
+        if not self.rebalanced and self.when(num_messages, timeout):
             self.rebalanced = True
             parts = [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)]
             self.callbacks["on_revoke"](self, parts)
@@ -323,7 +325,7 @@ def test_a_rebalance_while_gathering_drops_the_batch_unproduced(serde: AvroSerde
     stop = threading.Event()
     gathered = [good(serde, 0, 1), good(serde, 0, 2)]
     again = [good(serde, 0, 1), good(serde, 0, 2)]
-    consumer = RebalancingWhileGathering([gathered, again], stop)
+    consumer = RebalancingConsumer([gathered, again], stop)
     producers: list[FakeProducer] = []
 
     def factory() -> Any:
@@ -390,22 +392,6 @@ def test_with_a_pool_a_full_batch_commits_while_the_next_one_is_processed(serde:
     assert len(producers[0].committed) == 5
 
 
-class RebalancingOnNextBatch(FakeConsumer):
-    """Revokes and re-assigns inside the first non-blocking consume (the loop holds a batch)."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.rebalanced = False
-
-    def consume(self, num_messages: int, timeout: float) -> list[Msg]:
-        if timeout == 0 and num_messages == 2 and not self.rebalanced:
-            self.rebalanced = True
-            parts = [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)]
-            self.callbacks["on_revoke"](self, parts)
-            self.callbacks["on_assign"](self, parts)
-        return super().consume(num_messages, timeout)
-
-
 def test_a_rebalance_while_a_batch_is_held_drops_it_unproduced(serde: AvroSerde) -> None:
     """The held batch's partitions may belong to another worker now: nothing of it is produced
     or committed; the new owner (here: us again, from the committed offsets) reads it again."""
@@ -414,7 +400,9 @@ def test_a_rebalance_while_a_batch_is_held_drops_it_unproduced(serde: AvroSerde)
     again = [good(serde, 0, 1), good(serde, 0, 2)]
     producers: list[FakeProducer] = []
     calls: list[str] = []
-    run_pooled(serde, RebalancingOnNextBatch([held, again], stop), stop, producers, calls)
+    # The rebalance comes in the non-blocking consume() that reads the next batch of 2.
+    consumer = RebalancingConsumer([held, again], stop, when=lambda n, t: t == 0 and n == 2)
+    run_pooled(serde, consumer, stop, producers, calls)
     assert [o for p in producers for o in p.offsets] == [[(0, 3)]]
     assert sum(len(p.committed) for p in producers) == 2  # the second delivery only, once
 

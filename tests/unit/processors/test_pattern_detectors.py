@@ -12,12 +12,12 @@ from pipeline.model import new_event
 from processors.patterns.detectors import (
     DETECTORS,
     MINUTE_US,
-    PROGRESS_PREFIXES,
     PatternConfig,
     alert_id,
     check_stall,
     cost_spike,
     observe,
+    record_liveness,
 )
 
 CFG = PatternConfig()
@@ -298,17 +298,7 @@ def _observe_with_every_detector(state: dict[str, Any], event: dict[str, Any],
                                  now_us: int) -> list[dict[str, Any]]:
     """``observe`` as it was: all six detectors on every event, then the liveness record."""
     alerts = [a for detect in DETECTORS for a in detect(state, event, CFG)]
-    live = state.setdefault("live", {"last_progress": 0, "stalled": False, "ended": False,
-                                     "source": "", "agent": "", "last_event_id": ""})
-    etype = event.get("event_type", "")
-    live["source"] = event.get("source") or live["source"]
-    live["agent"] = event.get("agent") or live["agent"]
-    if etype == "session.ended":
-        live["ended"] = True
-    elif etype == "session.started":
-        live["ended"] = False
-    if etype.startswith(PROGRESS_PREFIXES) or etype == "session.started":
-        live.update(last_progress=now_us, stalled=False, last_event_id=event["event_id"])
+    record_liveness(state, event, now_us)
     return alerts
 
 
