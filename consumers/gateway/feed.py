@@ -163,7 +163,7 @@ class WidgetFeed:
             auto_offset_reset="earliest", isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024)
         try:
-            await consumer.start()
+            await _start_uncancelled(consumer)
             widget_tps = await self._assign(consumer)
             ends = await consumer.end_offsets(widget_tps)
             pending = {tp: end for tp, end in ends.items() if end > 0}
@@ -245,3 +245,26 @@ class WidgetFeed:
             self.metrics.updates.labels("pattern_alert").inc()
             self.store.apply_alert(record)
         self.metrics.sessions.set(len(self.store.sessions))
+
+
+_START_GRACE_S = 5.0
+"""Longest a stop waits for a consumer start that is under way."""
+
+
+async def _start_uncancelled(consumer: Any) -> None:
+    """``consumer.start()``, finished even when the gateway stops meanwhile.
+
+    Cancelled mid-bootstrap, aiokafka's start leaves a connection that ``stop()`` does not know
+    of and never closes (seen as "Unclosed AIOKafkaConnection" warnings when a gateway stopped
+    right after it started). A stop therefore lets the start finish, a few seconds at most,
+    so the ``stop()`` that follows closes everything it opened.
+    """
+    start = asyncio.ensure_future(consumer.start())
+    try:
+        await asyncio.shield(start)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(start, _START_GRACE_S)
+        except Exception:  # broker away or timed out: stop() below closes what it can
+            log.debug("consumer start did not finish before the stop", exc_info=True)
+        raise
