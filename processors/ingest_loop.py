@@ -188,12 +188,10 @@ class IngestLoop:
         The gathering is what keeps transactions from getting tiny at moderate rates: each one
         writes a commit marker to every events partition it touched, and the aggregates'
         reader (aiokafka, read_committed) pays per record batch; at 1,000 events/s with one
-        transaction per poll it fell behind (docs/benchmarks.md). A rebalance while reading
-        drops what was read and rewinds to the committed offsets: none of it is produced yet,
-        partitions no longer ours must not be committed, and what the new assignment already
-        handed out must be read again.
+        transaction per poll it fell behind (docs/benchmarks.md). A rebalance while gathering
+        drops what was gathered: none of it is produced yet, and partitions no longer ours must
+        not be committed; the new owner reads them from the committed offsets.
         """
-        generation = self._generation
         if block:
             first = self._consumer.poll(self._config.poll_timeout_s)
             messages = [] if first is None else [first]
@@ -201,21 +199,17 @@ class IngestLoop:
             messages = self._consumer.consume(num_messages=self._config.batch_max, timeout=0)
         if not messages:
             return []
+        generation = self._generation
         deadline = self._last_batch + self._config.min_batch_interval_s
         while len(messages) < self._config.batch_max:
             wait = max(0.0, deadline - time.monotonic())
             more = self._consumer.consume(
                 num_messages=self._config.batch_max - len(messages), timeout=wait)
+            if generation != self._generation:
+                return []
             messages += more
-            if generation != self._generation or time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 break
-        if generation != self._generation:
-            # A consume() that ran the rebalance callbacks can also hand out messages fetched
-            # after the new assignment: dropping them would leave the position past them, and
-            # the next commit would skip them (seen once in the rebalance reliability test: 3
-            # events lost). Back to the committed offsets, so nothing dropped is skipped.
-            self._rewind("the assignment changed while a batch was being read")
-            return []
         self._last_batch = time.monotonic()
         batch = []
         for message in messages:
