@@ -38,6 +38,7 @@ Runs on a thread of its own (processors/ingest_stage.py); ``snapshot()`` is safe
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -189,25 +190,26 @@ class IngestLoop:
         writes a commit marker to every events partition it touched, and the aggregates'
         reader (aiokafka, read_committed) pays per record batch; at 1,000 events/s with one
         transaction per poll it fell behind (docs/benchmarks.md). A rebalance while gathering
-        drops what was gathered: none of it is produced yet, and partitions no longer ours must
-        not be committed; the new owner reads them from the committed offsets.
+        drops what was gathered before it (see _read): none of it is produced yet, and
+        partitions no longer ours must not be committed; the new owner reads them from the
+        committed offsets.
         """
         if block:
-            first = self._consumer.poll(self._config.poll_timeout_s)
-            messages = [] if first is None else [first]
+            messages, _ = self._read(lambda: _listed(self._consumer.poll(self._config.poll_timeout_s)))
         else:
-            messages = self._consumer.consume(num_messages=self._config.batch_max, timeout=0)
+            messages, _ = self._read(functools.partial(
+                self._consumer.consume, num_messages=self._config.batch_max, timeout=0))
         if not messages:
             return []
-        generation = self._generation
         deadline = self._last_batch + self._config.min_batch_interval_s
         while len(messages) < self._config.batch_max:
             wait = max(0.0, deadline - time.monotonic())
-            more = self._consumer.consume(
-                num_messages=self._config.batch_max - len(messages), timeout=wait)
-            if generation != self._generation:
-                return []
-            messages += more
+            room = self._config.batch_max - len(messages)
+            more, changed = self._read(
+                functools.partial(self._consumer.consume, num_messages=room, timeout=wait))
+            # Across a rebalance, what was gathered before is stale: those partitions are
+            # another worker's now, or ours again from their committed offsets.
+            messages = more if changed else messages + more
             if time.monotonic() >= deadline:
                 break
         self._last_batch = time.monotonic()
@@ -222,6 +224,24 @@ class IngestLoop:
                 # Broker away, rebalance in progress...: librdkafka recovers by itself.
                 log.warning("ingest consumer error", extra={"error": err.str()})
         return batch
+
+    def _read(self, call: Callable[[], list[Any]]) -> tuple[list[Any], bool]:
+        """What one poll()/consume() returned, and whether the assignment changed inside it.
+
+        The rebalance callbacks run inside the call, and what it returns after them must be
+        kept: librdkafka moved its position past those messages, so dropping them would skip
+        them (CI lost three events that way, 2026-11-27). They are messages of the new
+        assignment, read from the committed offsets: messages of a revoked partition fetched
+        earlier are discarded by librdkafka (the partition's version barrier) or, if the call
+        returned before the barrier reached the queue, filtered out here as not ours.
+        """
+        generation = self._generation
+        messages = call()
+        if generation == self._generation:
+            return messages, False
+        ours = set(self._assigned)
+        return [m for m in messages
+                if m.error() is not None or (m.topic(), m.partition()) in ours], True
 
     def _step(self, batch: list[Any], stop: threading.Event) -> None:
         """Start processing ``batch``, commit the held batch meanwhile, then commit or hold this one.
@@ -479,6 +499,10 @@ def _classify(exc: KafkaException, what: str) -> Exception:
     # Neither fatal nor abortable nor retriable (a produce of an oversized record, a state
     # error): abort and process the batch again would repeat it forever.
     return StageFailedError(text)
+
+
+def _listed(message: Any) -> list[Any]:
+    return [] if message is None else [message]
 
 
 def _next_offsets(batch: Sequence[Any]) -> list[TopicPartition]:

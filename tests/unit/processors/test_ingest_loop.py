@@ -9,7 +9,9 @@ rebalances, exactly-once counts) is tests/integration/test_worker_pipeline.py.
 from __future__ import annotations
 
 import functools
+import re
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -301,43 +303,163 @@ def test_a_rebalance_renews_the_producer_before_the_next_transaction(serde: Avro
     assert producers[1].offsets == [[(0, 3)]]
 
 
-class RebalancingConsumer(FakeConsumer):
-    """Revokes and re-assigns inside the first consume() that ``when`` picks (by its
-    arguments), as librdkafka may; by default the first consume() after a poll."""
+class Broker:
+    """The ingest partitions as logs, and the group's committed offsets, which only a committed
+    transaction (or, at least once, a commit) moves."""
 
-    def __init__(self, *args: Any, when: Callable[[int, float], bool] = lambda n, t: True) -> None:
-        super().__init__(*args)
-        self.when = when
-        self.rebalanced = False
+    def __init__(self, serde: AvroSerde, sizes: dict[int, int]) -> None:
+        self.logs = {p: [good(serde, p, o, text=f"<{p}:{o}>") for o in range(n)]
+                     for p, n in sizes.items()}
+        self.committed = dict.fromkeys(sizes, 0)
+
+    def done(self) -> bool:
+        return all(self.committed[p] == len(log) for p, log in self.logs.items())
+
+
+class LogConsumer(FakeConsumer):
+    """librdkafka's consumer as far as the loop can tell it: it returns messages from its
+    positions and moves them past what it returns; an assignment starts every partition at its
+    committed offset; the rebalance callbacks run inside poll()/consume().
+
+    ``script`` maps a call's number (1, 2, ...) to what happens in it: "revoke", "assign",
+    "both" (revoke and assign, then messages of the new assignment), or "revoked_late"
+    (messages fetched before a revoke, returned by the call that ran it).
+    """
+
+    def __init__(self, broker: Broker, stop: threading.Event, script: dict[int, str]) -> None:
+        super().__init__([], stop)
+        self.broker = broker
+        self.script = script
+        self.positions: dict[int, int] = {}
+        self.calls = 0
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self.callbacks = callbacks
+        self._assign()
+
+    def _parts(self) -> list[TopicPartition]:
+        return [TopicPartition(INGEST, p) for p in sorted(self.broker.logs)]
+
+    def _assign(self) -> None:
+        self.callbacks["on_assign"](self, self._parts())
+        self.positions = dict(self.broker.committed)
+
+    def _revoke(self) -> None:
+        self.callbacks["on_revoke"](self, self._parts())
+        self.positions = {}
+
+    def _fetch(self, n: int) -> list[Msg]:
+        out: list[Msg] = []
+        for p in sorted(self.positions):
+            log = self.broker.logs[p]
+            while len(out) < n and self.positions[p] < len(log):
+                out.append(log[self.positions[p]])
+                self.positions[p] += 1
+        return out
+
+    def _serve(self, n: int) -> list[Msg]:
+        self.calls += 1
+        if self.broker.done() or self.calls > 500:
+            self.stop.set()
+        action = self.script.get(self.calls)
+        if action == "revoked_late":
+            fetched = self._fetch(n)
+            self._revoke()
+            return fetched
+        if action in ("revoke", "both"):
+            self._revoke()
+        if action in ("assign", "both"):
+            self._assign()
+        return self._fetch(n)
+
+    def poll(self, timeout: float) -> Msg | None:
+        got = self._serve(1)
+        return got[0] if got else None
 
     def consume(self, num_messages: int, timeout: float) -> list[Msg]:
-        if not self.rebalanced and self.when(num_messages, timeout):
-            self.rebalanced = True
-            parts = [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)]
-            self.callbacks["on_revoke"](self, parts)
-            self.callbacks["on_assign"](self, parts)
-        return super().consume(num_messages, timeout)
+        return self._serve(num_messages)
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(INGEST, p) for p in sorted(self.positions)]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(INGEST, tp.partition, self.broker.committed[tp.partition])
+                for tp in partitions]
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.positions[tp.partition] = 0 if tp.offset == OFFSET_BEGINNING else tp.offset
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        self.broker.committed.update((tp.partition, tp.offset) for tp in offsets)
 
 
-def test_a_rebalance_while_gathering_drops_the_batch_unproduced(serde: AvroSerde) -> None:
-    """Messages gathered across a rebalance may belong to partitions no longer ours: nothing of
-    them is produced or committed; the new owner (here: us again) reads them once more."""
+class BrokerProducer(FakeProducer):
+    def __init__(self, broker: Broker) -> None:
+        super().__init__()
+        self.broker = broker
+
+    def commit_transaction(self, timeout: float) -> None:
+        pending = self.pending_offsets
+        super().commit_transaction(timeout)
+        self.broker.committed.update(pending)
+
+
+def delivered(producers: list[FakeProducer]) -> Counter[str]:
+    """How often each ingest message's output was committed, by its ``<partition:offset>``."""
+    return Counter(m.decode() for p in producers for _, _, value in p.committed
+                   for m in re.findall(rb"<\d+:\d+>", value))
+
+
+SCRIPTS = {
+    **{f"both@{k}": {k: "both"} for k in range(1, 9)},
+    **{f"split@{k}": {k: "revoke", k + 1: "assign"} for k in range(1, 9)},
+    **{f"revoked_late@{k}": {k: "revoked_late", k + 2: "assign"} for k in range(1, 9)},
+}
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["inline", "pool"])
+@pytest.mark.parametrize("script", SCRIPTS.values(), ids=SCRIPTS.keys())
+def test_a_rebalance_anywhere_loses_and_repeats_nothing(serde: AvroSerde, script: dict[int, str],
+                                                        pooled: bool) -> None:
+    """Wherever the callbacks run, every message is committed exactly once. Dropping the
+    messages a consume() returned after the new assignment lost them in CI (the position had
+    moved past them); keeping messages gathered before the rebalance would commit past what the
+    new assignment reads again."""
+    broker = Broker(serde, {0: 7, 1: 5})
     stop = threading.Event()
-    gathered = [good(serde, 0, 1), good(serde, 0, 2)]
-    again = [good(serde, 0, 1), good(serde, 0, 2)]
-    consumer = RebalancingConsumer([gathered, again], stop)
     producers: list[FakeProducer] = []
 
     def factory() -> Any:
-        producers.append(FakeProducer())
+        producers.append(BrokerProducer(broker))
         return producers[-1]
 
-    loop = IngestLoop(cast(Any, consumer), factory, make_processor(serde, Redactor()),
-                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True), WorkerMetrics())
+    processor = make_processor(serde, Redactor())
+    pool = cast(Any, RecordingPool(processor, [])) if pooled else None
+    loop = IngestLoop(cast(Any, LogConsumer(broker, stop, script)), factory, processor,
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=True, batch_max=3),
+                      WorkerMetrics(), pool=pool)
     loop.run(stop)
-    produced = [value for p in producers for _, _, value in p.committed]
-    assert len(produced) == 2  # the second delivery only, once
-    assert [o for p in producers for o in p.offsets] == [[(0, 3)]]
+    assert broker.done(), broker.committed
+    expected = {f"<{p}:{o}>" for p, log in broker.logs.items() for o in range(len(log))}
+    counts = delivered(producers)
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}, {k: n for k, n in counts.items() if n != 1}
+
+
+@pytest.mark.parametrize("script", SCRIPTS.values(), ids=SCRIPTS.keys())
+def test_at_least_once_a_rebalance_anywhere_loses_nothing(serde: AvroSerde,
+                                                          script: dict[int, str]) -> None:
+    broker = Broker(serde, {0: 7, 1: 5})
+    stop = threading.Event()
+    producer = FakeProducer()
+    loop = IngestLoop(cast(Any, LogConsumer(broker, stop, script)), lambda: cast(Any, producer),
+                      make_processor(serde, Redactor()),
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=False, batch_max=3),
+                      WorkerMetrics())
+    loop.run(stop)
+    assert broker.done(), broker.committed
+    expected = {f"<{p}:{o}>" for p, log in broker.logs.items() for o in range(len(log))}
+    assert set(delivered([producer])) == expected
 
 
 class RecordingPool:
@@ -390,21 +512,6 @@ def test_with_a_pool_a_full_batch_commits_while_the_next_one_is_processed(serde:
                      "begin", "send_offsets", "commit"]
     assert producers[0].offsets == [[(0, 3)], [(0, 4), (1, 2)], [(1, 3)]]
     assert len(producers[0].committed) == 5
-
-
-def test_a_rebalance_while_a_batch_is_held_drops_it_unproduced(serde: AvroSerde) -> None:
-    """The held batch's partitions may belong to another worker now: nothing of it is produced
-    or committed; the new owner (here: us again, from the committed offsets) reads it again."""
-    stop = threading.Event()
-    held = [good(serde, 0, 1), good(serde, 0, 2)]
-    again = [good(serde, 0, 1), good(serde, 0, 2)]
-    producers: list[FakeProducer] = []
-    calls: list[str] = []
-    # The rebalance comes in the non-blocking consume() that reads the next batch of 2.
-    consumer = RebalancingConsumer([held, again], stop, when=lambda n, t: t == 0 and n == 2)
-    run_pooled(serde, consumer, stop, producers, calls)
-    assert [o for p in producers for o in p.offsets] == [[(0, 3)]]
-    assert sum(len(p.committed) for p in producers) == 2  # the second delivery only, once
 
 
 def test_an_aborted_commit_drops_the_batch_already_in_the_pool(serde: AvroSerde) -> None:
