@@ -10,7 +10,7 @@ test.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from pipeline.redaction import rules as r
@@ -52,8 +52,14 @@ class Rules(NamedTuple):
     """Priority of authorization_header (None: disabled); its values keep their scheme."""
 
 
-def scan(text: str, low: str, rules: Rules, out: list[Span]) -> None:
-    """Append a span for every value assigned to a secret-sounding name."""
+def scan(
+    text: str, low: str, rules: Rules, out: list[Span], keywords: Sequence[str] = KEYWORDS
+) -> None:
+    """Append a span for every value assigned to a secret-sounding name.
+
+    ``keywords``: the KEYWORDS that occur in ``low``, in KEYWORDS order (the order decides
+    which keyword of a key is tried first); absent ones would find nothing.
+    """
     seen: set[int] = set()
     find = low.find
     key_rest = _KEY_REST
@@ -62,7 +68,7 @@ def scan(text: str, low: str, rules: Rules, out: list[Span]) -> None:
     tails = rules.tails
     if len(tails) > _TAIL_CACHE_LIMIT:
         tails.clear()
-    for kw in KEYWORDS:
+    for kw in keywords:
         size = len(kw)
         pos = find(kw)
         while pos != -1:

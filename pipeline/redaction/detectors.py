@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 
 from pipeline.redaction import assignments
+from pipeline.redaction import prefilter as pf
 from pipeline.redaction import rules as r
 from pipeline.redaction.keys import KeyKind, classify_key, is_placeholder
 from pipeline.redaction.validators import (
@@ -26,7 +27,8 @@ from pipeline.redaction.validators import (
 
 Span = tuple[int, int, int]
 """(start, end, priority): priority is the rule's index in the engine's order, lower wins."""
-_Detector = Callable[[str, str, list[Span]], None]
+_Detector = Callable[[str, str, list[Span], set[int]], None]
+"""(text, low, out, ids of the prefilter groups present in low)."""
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _B64URL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -51,17 +53,20 @@ _CARD_TABLE = bytes(
 )
 _CARD_SHAPE = re.compile(rb"dddd(?:d{11,12}|sddddsddddsd{1,7}|sddddddsd{4,5})")
 
-# (scan, capture group, needs a word boundary before it, ((prefix, rule), ...), default rule)
-_TOKEN_SCANS: tuple[tuple[re.Pattern[str], int, bool, tuple[tuple[str, str], ...], str], ...] = (
-    (r.PRIVATE_KEY, 0, False, (), "private_key"),
-    (r.SK_TOKENS, 0, True, (("sk-ant-", "anthropic_key"),), "openai_key"),
-    (r.A_TOKENS, 0, True, (("AIza", "google_api_key"),), "aws_access_key"),
-    (r.G_TOKENS, 0, True, (("gl", "gitlab_token"),), "github_token"),
-    (r.GITLAB_RUNNER_REG, 0, True, (), "gitlab_token"),
-    (r.X_TOKENS, 0, True, (), "slack_token"),
-    (r.SLACK_WEBHOOK, 1, False, (), "slack_webhook"),
-    (r.STRIPE_WEBHOOK, 0, True, (), "stripe_key"),
-    (r.URL_PASSWORD, 1, False, (), "url_password"),
+# (prefilter group, scan, capture group, needs a word boundary before it,
+#  ((prefix, rule), ...), default rule)
+_TOKEN_SCANS: tuple[
+    tuple[str, re.Pattern[str], int, bool, tuple[tuple[str, str], ...], str], ...
+] = (
+    ("private_key", r.PRIVATE_KEY, 0, False, (), "private_key"),
+    ("sk_tokens", r.SK_TOKENS, 0, True, (("sk-ant-", "anthropic_key"),), "openai_key"),
+    ("a_tokens", r.A_TOKENS, 0, True, (("AIza", "google_api_key"),), "aws_access_key"),
+    ("g_tokens", r.G_TOKENS, 0, True, (("gl", "gitlab_token"),), "github_token"),
+    ("gitlab_runner", r.GITLAB_RUNNER_REG, 0, True, (), "gitlab_token"),
+    ("x_tokens", r.X_TOKENS, 0, True, (), "slack_token"),
+    ("slack_webhook", r.SLACK_WEBHOOK, 1, False, (), "slack_webhook"),
+    ("stripe_webhook", r.STRIPE_WEBHOOK, 0, True, (), "stripe_key"),
+    ("url_password", r.URL_PASSWORD, 1, False, (), "url_password"),
 )
 
 
@@ -87,10 +92,20 @@ class SpanFinder:
         entropy_threshold: float,
         entropy_min_length: int,
         loose: bool = False,
+        prefilter: bool = True,
     ) -> None:
         # loose: no word-boundary checks before a match; for binary-framed text where a length
         # byte can sit right before a secret (raw.py). More false positives, fewer misses.
+        # prefilter=False runs every scan on every text: the reference the prefilter is
+        # checked against (tests), never faster.
         self._loose = loose
+        groups = pf.expressions(loopback=redact_loopback)
+        self._prefilter = pf.Prefilter(groups) if prefilter else None
+        gid = self._gid = self._prefilter.ids if self._prefilter else {
+            name: i for i, name in enumerate(groups)
+        }
+        self._all_groups = set(gid.values())
+        self._keyword_ids = tuple((gid[f"keyword:{kw}"], kw) for kw in assignments.KEYWORDS)
         self._on = enabled
         self._pri = priority
         self._loopback = redact_loopback
@@ -113,33 +128,43 @@ class SpanFinder:
             return priority[rule] if rule in enabled else None
 
         self._token_scans = [
-            (rx, group, boundary, tuple((p, pri(rule)) for p, rule in choices), pri(default))
-            for rx, group, boundary, choices, default in _TOKEN_SCANS
+            (
+                gid[name], rx, group, boundary,
+                tuple((p, pri(rule)) for p, rule in choices), pri(default),
+            )
+            for name, rx, group, boundary, choices, default in _TOKEN_SCANS
             if any(rule in enabled for _, rule in choices) or default in enabled
         ]
-        optional: list[tuple[str, _Detector]] = [
-            ("jwt", self._jwt),
-            ("stripe_key", self._stripe),
-            ("authorization_header", self._bare_auth),
-            ("password", self._curl_user),
-            ("email", self._emails),
-            ("private_ipv4", self._ipv4),
-            ("private_ipv6", self._ipv6),
-            ("credit_card", self._cards),
-            ("high_entropy", self._entropy),
+        # (rule, prefilter group or None: no literal, always runs, detector)
+        optional: list[tuple[str, str | None, _Detector]] = [
+            ("jwt", "jwt", self._jwt),
+            ("stripe_key", "stripe", self._stripe),
+            ("authorization_header", "bare_auth", self._bare_auth),
+            ("password", "curl_user", self._curl_user),
+            ("email", "email", self._emails),
+            ("private_ipv4", "ipv4", self._ipv4),
+            ("private_ipv6", "ipv6", self._ipv6),
+            ("credit_card", "cards", self._cards),
+            ("high_entropy", None, self._entropy),
         ]
-        self._detectors: list[_Detector] = [self._tokens]
-        self._detectors += [fn for name, fn in optional if name in enabled]
+        self._detectors: list[tuple[int | None, _Detector]] = [(None, self._tokens)]
+        self._detectors += [
+            (None if group is None else gid[group], fn)
+            for name, group, fn in optional
+            if name in enabled
+        ]
         if enabled & {
             "password", "secret_assignment", "env_secret", "authorization_header",
             "aws_secret_key",
         }:
-            self._detectors.append(self._key_values)
+            self._detectors.append((None, self._key_values))
 
     def find(self, text: str, low: str) -> list[Span]:
         spans: list[Span] = []
-        for detect in self._detectors:
-            detect(text, low, spans)
+        hits = self._prefilter.present(low) if self._prefilter else self._all_groups
+        for group, detect in self._detectors:
+            if group is None or group in hits:
+                detect(text, low, spans, hits)
         return spans
 
     # --- names ------------------------------------------------------------------------------
@@ -186,9 +211,11 @@ class SpanFinder:
 
     # --- detectors --------------------------------------------------------------------------
 
-    def _tokens(self, text: str, low: str, out: list[Span]) -> None:
+    def _tokens(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         loose = self._loose
-        for rx, group, boundary, choices, default in self._token_scans:
+        for gid, rx, group, boundary, choices, default in self._token_scans:
+            if gid not in hits:
+                continue
             first = rx.search(text)  # cheaper than building an iterator for the usual miss
             if first is None:
                 continue
@@ -211,7 +238,7 @@ class SpanFinder:
                 gs, ge = m.span(group)
                 out.append((gs, ge, pri))
 
-    def _jwt(self, text: str, low: str, out: list[Span]) -> None:
+    def _jwt(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         # Anchored on ".ey" (the payload's start), far rarer than "ey" alone in prose and code;
         # the header is the base64url run before the dot.
         pri = self._pri["jwt"]
@@ -239,7 +266,7 @@ class SpanFinder:
                 out.append((start, jwt.end(), pri))
                 last_end = jwt.end()
 
-    def _stripe(self, text: str, low: str, out: list[Span]) -> None:
+    def _stripe(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         pri = self._pri["stripe_key"]
         for m in r.STRIPE.finditer(text):
             start = m.start() - 1
@@ -248,7 +275,7 @@ class SpanFinder:
             if self._loose or _word_starts(text, start):
                 out.append((start, m.end(), pri))
 
-    def _bare_auth(self, text: str, low: str, out: list[Span]) -> None:
+    def _bare_auth(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         pri = self._pri["authorization_header"]
         for m in r.BARE_SCHEME.finditer(low):
             if not (self._loose or _word_starts(low, m.start())):
@@ -259,7 +286,7 @@ class SpanFinder:
             elif _is_basic_credential(text[m.start(2) : m.end(2)]):
                 out.append((m.start(2), m.end(2), pri))
 
-    def _curl_user(self, text: str, low: str, out: list[Span]) -> None:
+    def _curl_user(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         if "curl" not in low:
             return
         pri = self._pri["password"]
@@ -269,7 +296,7 @@ class SpanFinder:
             if not is_placeholder(m.group(1)):
                 out.append((m.start(1), m.end(1), pri))
 
-    def _emails(self, text: str, low: str, out: list[Span]) -> None:
+    def _emails(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         pri = self._pri["email"]
         at = text.find("@")
         while at != -1:
@@ -303,7 +330,7 @@ class SpanFinder:
             return None  # scheme://user@host or scheme://user:pass@host: a URL, not mail
         return start, end
 
-    def _ipv4(self, text: str, low: str, out: list[Span]) -> None:
+    def _ipv4(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         pri = self._pri["private_ipv4"]
         loopback = self._loopback
         n = len(text)
@@ -331,7 +358,7 @@ class SpanFinder:
             ) and not _generic_range(text, start, end):
                 out.append((start, end, pri))
 
-    def _ipv6(self, text: str, low: str, out: list[Span]) -> None:
+    def _ipv6(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         pri = self._pri["private_ipv6"]
         for m in r.IPV6_CANDIDATE.finditer(low):
             start = m.start()
@@ -349,7 +376,7 @@ class SpanFinder:
                     continue
                 out.append((m.start(), m.end(), pri))
 
-    def _cards(self, text: str, low: str, out: list[Span]) -> None:
+    def _cards(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         pri = self._pri["credit_card"]
         shape = text.encode("ascii", "replace").translate(_CARD_TABLE)
         n = len(text)
@@ -369,7 +396,7 @@ class SpanFinder:
             if card_shape_ok(digits, grouped) and card_number_ok(digits):
                 out.append((start, end, pri))
 
-    def _entropy(self, text: str, low: str, out: list[Span]) -> None:
+    def _entropy(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
         pri = self._pri["high_entropy"]
         threshold = self._entropy_threshold
         min_len = self._entropy_min_length
@@ -386,8 +413,10 @@ class SpanFinder:
                     out.append((pos, pos + len(segment), pri))
                 pos += len(segment) + 1
 
-    def _key_values(self, text: str, low: str, out: list[Span]) -> None:
-        assignments.scan(text, low, self._kv_rules, out)
+    def _key_values(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+        keywords = [kw for gid, kw in self._keyword_ids if gid in hits]
+        if keywords:
+            assignments.scan(text, low, self._kv_rules, out, keywords)
 
 
 def _generic_range(text: str, start: int, end: int) -> bool:
