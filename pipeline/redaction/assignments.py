@@ -24,7 +24,10 @@ from pipeline.redaction.keys import (
 Span = tuple[int, int, int]
 
 KEYWORDS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_KEY_CHARS_STR = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+_KEY_CHARS = frozenset(_KEY_CHARS_STR)
+_KEY_MAX = 64
+"""Characters of a name looked at on either side of a keyword."""
 _OPERATOR_START = frozenset("\"'\\:=!`")
 _AFTER_SPACE = frozenset(":=!")
 _TRAILING_PUNCT = ",;)]}>.:"
@@ -38,7 +41,6 @@ _NOT_A_BARE_START = frozenset("{[(\\")
 def _has_alnum(value: str) -> bool:
     """Values of punctuation only (", ", "-", "=>") are syntax, not secrets."""
     return any(c.isalnum() for c in value)
-_KEY_REST = r.KV_KEY_REST.match
 _TAIL_CACHE_LIMIT = 8192
 
 
@@ -62,7 +64,7 @@ def scan(
     """
     seen: set[int] = set()
     find = low.find
-    key_rest = _KEY_REST
+    key_str = _KEY_CHARS_STR
     key_chars = _KEY_CHARS
     operator_start = _OPERATOR_START
     tails = rules.tails
@@ -77,7 +79,10 @@ def scan(
             end = pos + size
             nxt = text[end : end + 1]
             if nxt in key_chars and nxt:
-                end = key_rest(text, end).end()  # type: ignore[union-attr]
+                # The rest of the name: up to 64 name characters (lstrip is C, a regex
+                # match costs three times as much here).
+                rest = text[end : end + _KEY_MAX]
+                end += len(rest) - len(rest.lstrip(key_str))
                 nxt = text[end : end + 1]
             if nxt and end not in seen and (
                 nxt in operator_start
@@ -102,9 +107,8 @@ def _operator_after_space(text: str, end: int, kw_start: int) -> bool:
 
 
 def _key_value(text: str, kw_start: int, end: int, rules: Rules, out: list[Span]) -> None:
-    start = kw_start
-    while start > 0 and kw_start - start < 64 and text[start - 1] in _KEY_CHARS:
-        start -= 1
+    head = text[max(0, kw_start - _KEY_MAX) : kw_start]
+    start = kw_start - (len(head) - len(head.rstrip(_KEY_CHARS_STR)))  # up to 64 name chars
     if start and text[start - 1] == "\\":
         start += 1  # "\npassword": the n belongs to an escape sequence, not the name
     if text.startswith("://", start - 3):
@@ -140,18 +144,19 @@ def assignment_value(
         m = r.CLI_VALUE.match(text, pos)
     if m is None:
         return None
-    groups = m.groupdict()
-    for group in ("v1", "v2", "v3", "v4"):
-        value = groups.get(group)
-        if value is not None:
-            value = value.strip()
-            if (
-                is_placeholder(value)
-                or not _has_alnum(value)
-                or (not password and is_named_reference(value))
-            ):
-                return None
-            return m.span(group)
+    # The value alternatives v1..v5 are the last groups of both grammars to close, and one
+    # of them always matches: lastgroup names it.
+    group = m.lastgroup
+    assert group is not None
+    if group != "v5":
+        value = m.group(group).strip()
+        if (
+            is_placeholder(value)
+            or not _has_alnum(value)
+            or (not password and is_named_reference(value))
+        ):
+            return None
+        return m.span(group)
     if op in _COMPARISON_OPS:
         return None
     start, end = m.span("v5")
@@ -165,7 +170,7 @@ def assignment_value(
     if is_code_reference(
         stripped,
         spaced_assignment=spaced,
-        quoted_key=groups.get("kq") is not None,
+        quoted_key=m.re is r.KV_VALUE and m.group("kq") is not None,
         prose_follows=prose,
     ):
         return None

@@ -105,7 +105,7 @@ class SpanFinder:
             name: i for i, name in enumerate(groups)
         }
         self._all_groups = set(gid.values())
-        self._keyword_ids = tuple((gid[f"keyword:{kw}"], kw) for kw in assignments.KEYWORDS)
+        self._keyword_ids = tuple((gid.get(f"keyword:{kw}"), kw) for kw in assignments.KEYWORDS)
         self._on = enabled
         self._pri = priority
         self._loopback = redact_loopback
@@ -414,7 +414,7 @@ class SpanFinder:
                 pos += len(segment) + 1
 
     def _key_values(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
-        keywords = [kw for gid, kw in self._keyword_ids if gid in hits]
+        keywords = [kw for gid, kw in self._keyword_ids if gid is None or gid in hits]
         if keywords:
             assignments.scan(text, low, self._kv_rules, out, keywords)
 

@@ -4,9 +4,9 @@ Every built-in scan that starts from a literal is listed here with what each of 
 must contain: a set of literals, or for scans whose literals are everywhere ("://", "@",
 "fc" in hashes) a looser form of the scan's own pattern. When nothing of a detector's entry
 occurs in the text, the detector cannot find anything and is skipped. The key = value scan
-gets the keywords present the same way, so it searches only for those. The pass is a
-necessary condition only: a hit decides nothing, the detector then runs exactly as it would
-without the prefilter.
+learns the same way which of its rarer keywords occur, and searches only for those. The pass
+is a necessary condition only: a hit decides nothing, the detector then runs exactly as it
+would without the prefilter.
 
 Everything is searched in ``low`` (the lowercased text, same offsets), handed to Hyperscan as
 ``encode("ascii", "replace")``: one byte per character, every non-ASCII character becoming
@@ -27,7 +27,10 @@ from typing import Any
 
 import hyperscan
 
-from pipeline.redaction.assignments import KEYWORDS
+# The key = value keywords worth asking about. The others ("pass" as in passed, "token",
+# "key", "secret") occur in nearly every event of a coding session, where a hit reported by
+# the pass costs more than the search it would save; the scan always searches for them.
+PREFILTERED_KEYWORDS = ("pwd", "credential", "auth")
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     # PRIVATE_KEY starts with the literal "-----BEGIN".
@@ -61,7 +64,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     # CURL_USER runs only when "curl" is in low (the detector's own guard).
     "curl_user": ("curl",),
     # The key = value scan searches each keyword on its own (assignments.scan).
-    **{f"keyword:{kw}": (kw,) for kw in KEYWORDS},
+    **{f"keyword:{kw}": (kw,) for kw in PREFILTERED_KEYWORDS},
 }
 
 # Each entry: every match of the named scan contains a match of one of these Hyperscan
@@ -155,10 +158,6 @@ class Prefilter:
             scratch = self._local.scratch
         except AttributeError:
             scratch = self._local.scratch = hyperscan.Scratch(self._db)
-        self._db.scan(
-            low.encode("ascii", "replace"),
-            match_event_handler=_record,
-            context=found,
-            scratch=scratch,
-        )
+        # Positional (data, handler, flags, context, scratch): cheaper to parse than keywords.
+        self._db.scan(low.encode("ascii", "replace"), _record, 0, found, scratch)
         return found

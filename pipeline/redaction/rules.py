@@ -233,7 +233,6 @@ OWN_TOKEN = re.compile(r"\*\*\*(?:REDACTED:[a-z0-9_]+|[A-Z_]+)(?::[0-9a-f]{8})?\
 # with \" may not contain \n, \r or \t escapes: such a "value" is really the end of one string
 # literal and the start of the next line; for the same reason a bare value ends at one. The key
 # itself is found by keyword (assignments.py), never by a pattern that may start anywhere.
-KV_KEY_REST = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 KV_VALUE = re.compile(
     r"(?P<kq>\\?[\"'])?"
     r"(?P<w1>[ \t]*)(?P<op>:=|=>|===?|!==?|=|:(?![:/\\]))(?P<w2>[ \t]*)"
