@@ -1,16 +1,16 @@
 """The key = value detector: ``password=...``, ``"token": "..."``, ``--api-key ...``,
 ``Authorization: Bearer ...``.
 
-Keys are found by keyword (``pass``, ``token``, ``key``...) with plain substring search, then
-widened to the whole name and judged by ``keys.classify_key``; the value is parsed by the
-grammar in rules.KV_VALUE right after the name. Most keyword hits in ordinary text
-(``tokens``, ``keyboard``, ``passed``) are not followed by an operator and cost one character
-test.
+Keys are found by keyword (``pass``, ``token``, ``key``...; every occurrence in the
+lowercased text, reported by the prefilter's pass or found by ``occurrences``), then widened
+to the whole name and judged by ``keys.classify_key``; the value is parsed by the grammar in
+rules.KV_VALUE right after the name. Most keyword hits in ordinary text (``tokens``,
+``keyboard``, ``passed``) are not followed by an operator and cost one character test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from pipeline.redaction import rules as r
@@ -54,26 +54,39 @@ class Rules(NamedTuple):
     """Priority of authorization_header (None: disabled); its values keep their scheme."""
 
 
+def occurrences(low: str, kw: str) -> list[int]:
+    """End offsets of every occurrence of ``kw`` in ``low``, ascending."""
+    found = []
+    pos = low.find(kw)
+    while pos != -1:
+        found.append(pos + len(kw))
+        pos = low.find(kw, pos + 1)
+    return found
+
+
 def scan(
-    text: str, low: str, rules: Rules, out: list[Span], keywords: Sequence[str] = KEYWORDS
+    text: str, rules: Rules, out: list[Span], hits: Iterable[tuple[str, list[int]]]
 ) -> None:
     """Append a span for every value assigned to a secret-sounding name.
 
-    ``keywords``: the KEYWORDS that occur in ``low``, in KEYWORDS order (the order decides
-    which keyword of a key is tried first); absent ones would find nothing.
+    ``hits``: for each KEYWORD occurring in the lowercased text, in KEYWORDS order (the order
+    decides which keyword of a key is tried first), the end offsets of all its occurrences
+    (the prefilter's pass reports them; ``occurrences`` finds them too). Sorted here, in place.
     """
     seen: set[int] = set()
-    find = low.find
     key_str = _KEY_CHARS_STR
     key_chars = _KEY_CHARS
     operator_start = _OPERATOR_START
     tails = rules.tails
     if len(tails) > _TAIL_CACHE_LIMIT:
         tails.clear()
-    for kw in keywords:
+    for kw, ends in hits:
         size = len(kw)
-        pos = find(kw)
-        while pos != -1:
+        ends.sort()
+        i = 0
+        n = len(ends)
+        while i < n:
+            pos = ends[i] - size
             # Per hit: most keywords in ordinary text ("tokens", "passed", "keyboard") are not
             # followed by an operator; decide that with as few calls as possible.
             end = pos + size
@@ -95,7 +108,10 @@ def scan(
                 if maybe:  # else another keyword of the same key may still qualify
                     seen.add(end)
                     _key_value(text, pos, end, rules, out)
-            pos = find(kw, end)
+            # On to the first occurrence at or after end (the rest of this name is done).
+            i += 1
+            while i < n and ends[i] - size < end:
+                i += 1
 
 
 def _operator_after_space(text: str, end: int, kw_start: int) -> bool:

@@ -2,9 +2,10 @@
 
 The text is usually every string of one event joined by NUL (engine.py), so every scan here is
 paid once per event, not once per string. ``low`` is ``text.lower()`` with the same length;
-case-insensitive keywords are searched there and the offsets reused on ``text``. Each scan
-starts from a literal so ``re`` (or ``str.find``) can skip ahead; the per-scan cost is about
-1 us per 2.5 KB here, which is what the 20k events/s budget is made of.
+case-insensitive keywords are searched there and the offsets reused on ``text``. One
+Hyperscan pass over ``low`` first (prefilter.py) says which scans can match at all and where
+the key = value keywords are; the others are skipped. Each scan starts from a literal so
+``re`` can skip ahead; about 1 us per 2.5 KB here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pipeline.redaction import assignments
 from pipeline.redaction import prefilter as pf
@@ -27,8 +28,10 @@ from pipeline.redaction.validators import (
 
 Span = tuple[int, int, int]
 """(start, end, priority): priority is the rule's index in the engine's order, lower wins."""
-_Detector = Callable[[str, str, list[Span], set[int]], None]
-"""(text, low, out, ids of the prefilter groups present in low)."""
+Hits = Mapping[int, list[int]]
+"""Prefilter group id -> end offsets of its matches in low; groups not found are absent."""
+_Detector = Callable[[str, str, list[Span], Hits], None]
+"""(text, low, out, hits)."""
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _B64URL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -104,8 +107,7 @@ class SpanFinder:
         gid = self._gid = self._prefilter.ids if self._prefilter else {
             name: i for i, name in enumerate(groups)
         }
-        self._all_groups = set(gid.values())
-        self._keyword_ids = tuple((gid.get(f"keyword:{kw}"), kw) for kw in assignments.KEYWORDS)
+        self._keyword_ids = tuple((gid[f"keyword:{kw}"], kw) for kw in assignments.KEYWORDS)
         self._on = enabled
         self._pri = priority
         self._loopback = redact_loopback
@@ -129,13 +131,14 @@ class SpanFinder:
 
         self._token_scans = [
             (
-                gid[name], rx, group, boundary,
+                gid.get(name), rx, group, boundary,
                 tuple((p, pri(rule)) for p, rule in choices), pri(default),
             )
             for name, rx, group, boundary, choices, default in _TOKEN_SCANS
             if any(rule in enabled for _, rule in choices) or default in enabled
         ]
-        # (rule, prefilter group or None: no literal, always runs, detector)
+        # (rule, prefilter group, detector); a detector whose group is None or missing from
+        # the prefilter's tables always runs.
         optional: list[tuple[str, str | None, _Detector]] = [
             ("jwt", "jwt", self._jwt),
             ("stripe_key", "stripe", self._stripe),
@@ -149,7 +152,7 @@ class SpanFinder:
         ]
         self._detectors: list[tuple[int | None, _Detector]] = [(None, self._tokens)]
         self._detectors += [
-            (None if group is None else gid[group], fn)
+            (None if group is None else gid.get(group), fn)
             for name, group, fn in optional
             if name in enabled
         ]
@@ -161,11 +164,18 @@ class SpanFinder:
 
     def find(self, text: str, low: str) -> list[Span]:
         spans: list[Span] = []
-        hits = self._prefilter.present(low) if self._prefilter else self._all_groups
+        hits = self._prefilter.scan(low) if self._prefilter else self._everything(low)
         for group, detect in self._detectors:
             if group is None or group in hits:
                 detect(text, low, spans, hits)
         return spans
+
+    def _everything(self, low: str) -> Hits:
+        """Hits as if every group occurred (the reference): keyword offsets by str.find."""
+        hits: dict[int, list[int]] = {gid: [] for gid in self._gid.values()}
+        for gid, kw in self._keyword_ids:
+            hits[gid] = assignments.occurrences(low, kw)
+        return hits
 
     # --- names ------------------------------------------------------------------------------
 
@@ -211,10 +221,10 @@ class SpanFinder:
 
     # --- detectors --------------------------------------------------------------------------
 
-    def _tokens(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _tokens(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         loose = self._loose
         for gid, rx, group, boundary, choices, default in self._token_scans:
-            if gid not in hits:
+            if gid is not None and gid not in hits:
                 continue
             first = rx.search(text)  # cheaper than building an iterator for the usual miss
             if first is None:
@@ -238,7 +248,7 @@ class SpanFinder:
                 gs, ge = m.span(group)
                 out.append((gs, ge, pri))
 
-    def _jwt(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _jwt(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         # Anchored on ".ey" (the payload's start), far rarer than "ey" alone in prose and code;
         # the header is the base64url run before the dot.
         pri = self._pri["jwt"]
@@ -266,7 +276,7 @@ class SpanFinder:
                 out.append((start, jwt.end(), pri))
                 last_end = jwt.end()
 
-    def _stripe(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _stripe(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         pri = self._pri["stripe_key"]
         for m in r.STRIPE.finditer(text):
             start = m.start() - 1
@@ -275,7 +285,7 @@ class SpanFinder:
             if self._loose or _word_starts(text, start):
                 out.append((start, m.end(), pri))
 
-    def _bare_auth(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _bare_auth(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         pri = self._pri["authorization_header"]
         for m in r.BARE_SCHEME.finditer(low):
             if not (self._loose or _word_starts(low, m.start())):
@@ -286,7 +296,7 @@ class SpanFinder:
             elif _is_basic_credential(text[m.start(2) : m.end(2)]):
                 out.append((m.start(2), m.end(2), pri))
 
-    def _curl_user(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _curl_user(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         if "curl" not in low:
             return
         pri = self._pri["password"]
@@ -296,7 +306,7 @@ class SpanFinder:
             if not is_placeholder(m.group(1)):
                 out.append((m.start(1), m.end(1), pri))
 
-    def _emails(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _emails(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         pri = self._pri["email"]
         at = text.find("@")
         while at != -1:
@@ -330,7 +340,7 @@ class SpanFinder:
             return None  # scheme://user@host or scheme://user:pass@host: a URL, not mail
         return start, end
 
-    def _ipv4(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _ipv4(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         pri = self._pri["private_ipv4"]
         loopback = self._loopback
         n = len(text)
@@ -358,7 +368,7 @@ class SpanFinder:
             ) and not _generic_range(text, start, end):
                 out.append((start, end, pri))
 
-    def _ipv6(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _ipv6(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         pri = self._pri["private_ipv6"]
         for m in r.IPV6_CANDIDATE.finditer(low):
             start = m.start()
@@ -376,7 +386,7 @@ class SpanFinder:
                     continue
                 out.append((m.start(), m.end(), pri))
 
-    def _cards(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _cards(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         pri = self._pri["credit_card"]
         shape = text.encode("ascii", "replace").translate(_CARD_TABLE)
         n = len(text)
@@ -396,7 +406,7 @@ class SpanFinder:
             if card_shape_ok(digits, grouped) and card_number_ok(digits):
                 out.append((start, end, pri))
 
-    def _entropy(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
+    def _entropy(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
         pri = self._pri["high_entropy"]
         threshold = self._entropy_threshold
         min_len = self._entropy_min_length
@@ -413,10 +423,10 @@ class SpanFinder:
                     out.append((pos, pos + len(segment), pri))
                 pos += len(segment) + 1
 
-    def _key_values(self, text: str, low: str, out: list[Span], hits: set[int]) -> None:
-        keywords = [kw for gid, kw in self._keyword_ids if gid is None or gid in hits]
-        if keywords:
-            assignments.scan(text, low, self._kv_rules, out, keywords)
+    def _key_values(self, text: str, low: str, out: list[Span], hits: Hits) -> None:
+        found = [(kw, hits[gid]) for gid, kw in self._keyword_ids if gid in hits]
+        if found:
+            assignments.scan(text, self._kv_rules, out, found)
 
 
 def _generic_range(text: str, start: int, end: int) -> bool:

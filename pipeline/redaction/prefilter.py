@@ -4,9 +4,9 @@ Every built-in scan that starts from a literal is listed here with what each of 
 must contain: a set of literals, or for scans whose literals are everywhere ("://", "@",
 "fc" in hashes) a looser form of the scan's own pattern. When nothing of a detector's entry
 occurs in the text, the detector cannot find anything and is skipped. The key = value scan
-learns the same way which of its rarer keywords occur, and searches only for those. The pass
-is a necessary condition only: a hit decides nothing, the detector then runs exactly as it
-would without the prefilter.
+gets every occurrence of its keywords from the same pass instead of searching for each. The
+pass is a necessary condition only: a hit decides nothing, the detector then runs exactly as
+it would without the prefilter.
 
 Everything is searched in ``low`` (the lowercased text, same offsets), handed to Hyperscan as
 ``encode("ascii", "replace")``: one byte per character, every non-ASCII character becoming
@@ -22,15 +22,13 @@ high_entropy (its tokens are any run of base64 characters) and deployment patter
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import hyperscan
 
-# The key = value keywords worth asking about. The others ("pass" as in passed, "token",
-# "key", "secret") occur in nearly every event of a coding session, where a hit reported by
-# the pass costs more than the search it would save; the scan always searches for them.
-PREFILTERED_KEYWORDS = ("pwd", "credential", "auth")
+from pipeline.redaction.assignments import KEYWORDS
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     # PRIVATE_KEY starts with the literal "-----BEGIN".
@@ -63,9 +61,11 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "bare_auth": ("bearer", "basic"),
     # CURL_USER runs only when "curl" is in low (the detector's own guard).
     "curl_user": ("curl",),
-    # The key = value scan searches each keyword on its own (assignments.scan).
-    **{f"keyword:{kw}": (kw,) for kw in PREFILTERED_KEYWORDS},
+    # The key = value scan looks at every occurrence of each of its keywords: these groups
+    # report all of them (POSITIONS), the others only whether they occur.
+    **{f"keyword:{kw}": (kw,) for kw in KEYWORDS},
 }
+POSITIONS = frozenset(f"keyword:{kw}" for kw in KEYWORDS)
 
 # Each entry: every match of the named scan contains a match of one of these Hyperscan
 # patterns (bytes, on low as above), the start of the scan's own pattern with bounds relaxed.
@@ -124,36 +124,37 @@ def expressions(*, loopback: bool) -> dict[str, list[str]]:
 
 
 def _record(ident: int, start: int, end: int, flags: int, found: Any) -> None:
-    found.add(ident)  # found: the set present() passes as context (typed object upstream)
+    found[ident].append(end)  # found: scan()'s defaultdict (typed object upstream)
 
 
 class Prefilter:
-    """Compiled groups: ``present(low)`` gives the ids of the groups found in ``low``.
+    """Compiled groups: ``scan(low)`` says which groups occur in ``low``, and where.
 
     Immutable once built apart from the Hyperscan scratch space, which is kept per thread
     (Hyperscan releases the GIL while scanning, and one scratch may serve one scan at a time).
     """
 
-    def __init__(self, groups: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self, groups: Mapping[str, Sequence[str]], positions: frozenset[str] = POSITIONS
+    ) -> None:
         self.ids: dict[str, int] = {name: i for i, name in enumerate(groups)}
         patterns: list[bytes] = []
         ids: list[int] = []
+        flags: list[int] = []
         for name, alternatives in groups.items():
             for pattern in alternatives:
                 patterns.append(pattern.encode("ascii"))
                 ids.append(self.ids[name])
-        # SINGLEMATCH: each id is reported at most once per scan; presence is all we need.
+                # SINGLEMATCH: reported at most once per scan, where presence is all we need.
+                flags.append(0 if name in positions else hyperscan.HS_FLAG_SINGLEMATCH)
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self._db.compile(
-            expressions=patterns,
-            ids=ids,
-            elements=len(patterns),
-            flags=hyperscan.HS_FLAG_SINGLEMATCH,
-        )
+        self._db.compile(expressions=patterns, ids=ids, elements=len(patterns), flags=flags)
         self._local = threading.local()
 
-    def present(self, low: str) -> set[int]:
-        found: set[int] = set()
+    def scan(self, low: str) -> defaultdict[int, list[int]]:
+        """Group id -> end offsets of its matches in ``low`` (all of them for ``positions``
+        groups, in no guaranteed order; one for the others); groups not found are absent."""
+        found: defaultdict[int, list[int]] = defaultdict(list)
         try:
             scratch = self._local.scratch
         except AttributeError:
