@@ -24,7 +24,8 @@ class Collector:
     Hot path, one call per event: the walk is a closure over local names, and a string value
     under a string key is appended without another call. Strings in ``clean`` (short strings
     seen before without a match: field names, cwd, model names...) are left out, except values
-    under a secret-named key, which are redacted whatever they say.
+    under a secret-named key, which are redacted whatever they say. ``clean`` must hold only
+    strings of at most CLEAN_MAX_LEN characters (the engine remembers no longer ones).
     """
 
     def __init__(
@@ -58,7 +59,9 @@ class Collector:
             for k, v in d.items():
                 kind = type(v)
                 if type(k) is str:
-                    if len(k) > short or k not in clean:
+                    # Only strings up to CLEAN_MAX_LEN are ever remembered clean, and a key's
+                    # hash is already computed: no length test needed, unlike for values.
+                    if k not in clean:
                         append(k)
                     if kind is str:
                         pri = cached(k, miss)
