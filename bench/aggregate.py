@@ -96,7 +96,8 @@ def free_port() -> int:
 
 
 class Worker:
-    def __init__(self, prefix: str, partitions: int, workdir: Path) -> None:
+    def __init__(self, prefix: str, partitions: int, workdir: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.prefix, self.port = prefix, free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
         for name in ("ingest", "events", "widgets", "patterns", "dlq"):
@@ -107,7 +108,8 @@ class Worker:
                          "AGENTWATCH_WORKER_HTTP__PORT": str(self.port),
                          "AGENTWATCH_STACK__DIR": str(workdir), "AGENTWATCH_LOG_LEVEL": "WARNING",
                          # Events are written straight to the events topic: the aggregates alone.
-                         "AGENTWATCH_WORKER__STAGES": '["aggregates"]'})
+                         "AGENTWATCH_WORKER__STAGES": '["aggregates"]',
+                         **(extra_env or {})})
         self.log = (workdir / "worker.log").open("wb")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -296,10 +298,13 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--rate", type=int, default=2000, help="events/s in the delay phase")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of the delay phase")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for the worker, e.g. AGENTWATCH_WIDGETS__FLUSH_TICK_MS=10")
     args = ap.parse_args()
+    extra = dict(item.split("=", 1) for item in args.worker_env)
     serde = AvroSerde()
     with tempfile.TemporaryDirectory() as tmp:
-        worker = Worker(f"bench{uuid.uuid4().hex[:8]}", args.partitions, Path(tmp))
+        worker = Worker(f"bench{uuid.uuid4().hex[:8]}", args.partitions, Path(tmp), extra)
         try:
             worker.create_topics()
             tp = throughput(worker, args, serde)
