@@ -97,15 +97,16 @@ def scan(
                 rest = text[end : end + _KEY_MAX]
                 end += len(rest) - len(rest.lstrip(key_str))
                 nxt = text[end : end + 1]
-            if nxt and end not in seen and (
-                nxt in operator_start
-                or (nxt in " \t" and _operator_after_space(text, end, pos))
-            ):
+            if nxt and end not in seen and (nxt in operator_start or nxt in " \t"):
+                # The name's tail first (a cached dict lookup): most names followed by a space
+                # ("token_count", "PASSED") are not secret names, and then whether an operator
+                # follows the space need not be looked at.
                 tail = text[pos:end]
                 maybe = tails.get(tail)
                 if maybe is None:
                     maybe = tails[tail] = tail_may_be_secret(tail)
-                if maybe:  # else another keyword of the same key may still qualify
+                # else another keyword of the same key may still qualify
+                if maybe and (nxt in operator_start or _operator_after_space(text, end, pos)):
                     seen.add(end)
                     _key_value(text, pos, end, rules, out)
             # On to the first occurrence at or after end (the rest of this name is done).
