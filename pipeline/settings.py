@@ -535,6 +535,11 @@ class AlertSettings(_Section):
     """Kafka consumer group of the alerting consumer."""
     dedup_capacity: int = Field(default=10_000, ge=1)
     """Recently delivered alert ids remembered, so a replayed alert is not delivered twice."""
+    max_age_s: float = Field(default=3600.0, ge=0)
+    """Alerts published longer ago than this (Kafka record time) when they are consumed are not
+    delivered, only counted (skipped, reason stale) and logged: a first start on a topic with
+    days of alerts, or a long outage of this consumer, does not send a storm of old
+    notifications; they stay in ClickHouse and on the dashboard. 0: deliver whatever the age."""
     webhook_url: str | None = None
     """Generic webhook: alerts are POSTed here as JSON."""
     webhook_slack: bool = False

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
@@ -71,31 +71,42 @@ class DispatchMetrics:
                                      "Alerts written to the dead-letter file", ["channel"],
                                      registry=registry)
         self.skipped = Counter("agentwatch_alerts_skipped_total",
-                               "Alerts not delivered: duplicate or below min_severity",
+                               "Alerts not delivered: duplicate, below min_severity, or stale",
                                ["reason"], registry=registry)
 
 
 class Dispatcher:
     def __init__(self, channels: Sequence[Channel], dead_letters: DeadLetterFile,
                  metrics: DispatchMetrics, *, min_severity: str = "info",
-                 dedup_capacity: int = 10_000) -> None:
+                 dedup_capacity: int = 10_000, max_age_s: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.channels = list(channels)
         self._dead = dead_letters
         self._metrics = metrics
         self._min_rank = SEVERITY_RANK[min_severity]
         self._seen = RecentIds(dedup_capacity)
+        self._max_age_ms = max_age_s * 1000.0
+        self._clock = clock
 
-    async def dispatch(self, alert: Alert) -> None:
+    async def dispatch(self, alert: Alert, published_ms: int | None = None) -> bool:
+        """Deliver ``alert`` unless it is a duplicate, below the severity floor, or stale
+        (published over ``max_age_s`` ago); False when it was skipped as stale."""
         alert_id = str(alert["alert_id"])
         if alert_id in self._seen:
             self._metrics.skipped.labels(reason="duplicate").inc()
-            return
+            return True
+        if (self._max_age_ms and published_ms is not None and published_ms > 0
+                and self._clock() * 1000.0 - published_ms > self._max_age_ms):
+            self._metrics.skipped.labels(reason="stale").inc()
+            self._seen.add(alert_id)
+            return False
         if SEVERITY_RANK.get(str(alert["severity"]), 0) < self._min_rank:
             self._metrics.skipped.labels(reason="severity").inc()
             self._seen.add(alert_id)
-            return
+            return True
         await asyncio.gather(*(self._deliver(ch, alert) for ch in self.channels))
         self._seen.add(alert_id)
+        return True
 
     async def _deliver(self, channel: Channel, alert: Alert) -> None:
         try:

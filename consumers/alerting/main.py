@@ -48,8 +48,13 @@ class AlertSink:
         asyncio.run_coroutine_threadsafe(self._handle(batch), self._loop).result()
 
     async def _handle(self, batch: Batch[Alert]) -> None:
+        stale = 0
         for record in batch.records():
-            await self._dispatcher.dispatch(record.value)
+            if not await self._dispatcher.dispatch(record.value, record.timestamp_ms):
+                stale += 1
+        if stale:
+            log.warning("stale alerts not delivered (older than alerts.max_age_s)",
+                        extra={"alerts": stale, "batch": len(batch)})
 
     def revoke(self, partitions: Sequence[TopicPartition]) -> None:
         return None
@@ -129,7 +134,8 @@ async def serve(settings: Settings, *, channel_names: Sequence[str] | None = Non
                                       dead)
     registry = CollectorRegistry()
     dispatcher = Dispatcher(channels, dead, DispatchMetrics(registry),
-                            min_severity=cfg.min_severity, dedup_capacity=cfg.dedup_capacity)
+                            min_severity=cfg.min_severity, dedup_capacity=cfg.dedup_capacity,
+                            max_age_s=cfg.max_age_s)
     serde = serde_from_settings(settings)
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True})
     dlq = KafkaDeadLetters(producer, serde, settings.topics.dlq)

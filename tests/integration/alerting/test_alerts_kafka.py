@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +25,12 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 
 
-def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]],
+            *, timestamp_ms: int = 0) -> None:
+    """``timestamp_ms``: the records' publication time (0: now)."""
     producer = Producer({"bootstrap.servers": bootstrap})
     for key, value in values:
-        producer.produce(topic, key=key, value=value)
+        producer.produce(topic, key=key, value=value, timestamp=timestamp_ms)
     assert producer.flush(30) == 0
 
 
@@ -84,6 +87,9 @@ async def test_alerts_are_delivered_once_retried_digested_and_dead_lettered(
     webhook.fail_first = 2  # the first alert needs two retries
     webhook.status_for["bad"] = 400  # refused for good: dead-lettered at once
     a1, a2, bad = alert("a1", session="s-1"), alert("a2", "critical", session="s-2"), alert("bad")
+    # Published two hours ago (alerts.max_age_s is one hour): consumed, never delivered.
+    produce(kafka_bootstrap, patterns, [(b"s-7", serde.encode(PATTERN_ALERT, alert("old", session="s-7")))],
+            timestamp_ms=int(time.time() * 1000) - 7_200_000)
     produce(kafka_bootstrap, patterns, [
         (b"s-1", serde.encode(PATTERN_ALERT, a1)), (b"s-2", serde.encode(PATTERN_ALERT, a2)),
         (b"s-1", serde.encode(PATTERN_ALERT, a1)),  # a replayed alert: delivered once
@@ -115,6 +121,7 @@ async def test_alerts_are_delivered_once_retried_digested_and_dead_lettered(
     assert sum("session=s-2" in line for line in digest_lines) == 1
     printed = [line for line in out.read_text().splitlines() if "compile_fix_loop session=" in line]
     assert len(printed) == 3  # terminal channel: a1, a2, bad once each
+    assert "session=s-7" not in out.read_text() and "stale alerts not delivered" in out.read_text()
 
     letters = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": uuid.uuid4().hex,
                         "auto.offset.reset": "earliest"})

@@ -45,6 +45,27 @@ async def test_alerts_below_min_severity_are_not_delivered(tmp_path: Path) -> No
     assert [x["alert_id"] for x in ch.delivered] == ["2"]
 
 
+async def test_alerts_published_longer_ago_than_max_age_are_not_delivered(tmp_path: Path) -> None:
+    ch = MemoryChannel()
+    now_s = 1_800_000_000.0
+    d = dispatcher(tmp_path, ch, max_age_s=3600, clock=lambda: now_s)
+    hour_ms = 3_600_000
+    results = [await d.dispatch(alert("old"), published_ms=int(now_s * 1000) - hour_ms - 1),
+               await d.dispatch(alert("edge"), published_ms=int(now_s * 1000) - hour_ms),
+               await d.dispatch(alert("unknown-time"), published_ms=None),
+               await d.dispatch(alert("old"), published_ms=int(now_s * 1000))]
+    assert results == [False, True, True, True]
+    # The stale one is remembered as handled: its replay is a duplicate, not a delivery.
+    assert [x["alert_id"] for x in ch.delivered] == ["edge", "unknown-time"]
+
+
+async def test_max_age_zero_delivers_whatever_the_age(tmp_path: Path) -> None:
+    ch = MemoryChannel()
+    d = dispatcher(tmp_path, ch, max_age_s=0, clock=lambda: 1_800_000_000.0)
+    assert await d.dispatch(alert("ancient"), published_ms=1)
+    assert [x["alert_id"] for x in ch.delivered] == ["ancient"]
+
+
 def test_recent_ids_forget_the_oldest() -> None:
     ids = RecentIds(2)
     for x in ("a", "b", "c"):
