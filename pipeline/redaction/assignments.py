@@ -97,6 +97,7 @@ def scan(
                 rest = text[end : end + _KEY_MAX]
                 end += len(rest) - len(rest.lstrip(key_str))
                 nxt = text[end : end + 1]
+            name_done = True
             if nxt and end not in seen and (nxt in operator_start or nxt in " \t"):
                 # The name's tail first (a cached dict lookup): most names followed by a space
                 # ("token_count", "PASSED") are not secret names, and then whether an operator
@@ -105,14 +106,17 @@ def scan(
                 maybe = tails.get(tail)
                 if maybe is None:
                     maybe = tails[tail] = tail_may_be_secret(tail)
-                # else another keyword of the same key may still qualify
-                if maybe and (nxt in operator_start or _operator_after_space(text, end, pos)):
+                if not maybe:
+                    # A later occurrence in the same name has a tail of its own:
+                    # "tokens_token=..." fails as "tokens_token" and qualifies as "token".
+                    name_done = False
+                elif nxt in operator_start or _operator_after_space(text, end, pos):
                     seen.add(end)
                     _key_value(text, pos, end, rules, out)
-            # On to the first occurrence at or after end (the rest of this name is done).
             i += 1
-            while i < n and ends[i] - size < end:
-                i += 1
+            if name_done:  # on to the first occurrence at or after end
+                while i < n and ends[i] - size < end:
+                    i += 1
 
 
 def _operator_after_space(text: str, end: int, kw_start: int) -> bool:

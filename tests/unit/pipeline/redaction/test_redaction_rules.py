@@ -81,6 +81,10 @@ POSITIVE: list[tuple[str, str, str]] = [
     ("secret_assignment", "X-Api-Key: 9f8e7d6c5b", f"X-Api-Key: {tok('secret_assignment')}"),
     ("secret_assignment", "client_secret: 'q1w2e3r4'", f"client_secret: '{tok('secret_assignment')}'"),
     ("secret_assignment", "--api-key k3y-v4lue run", f"--api-key {tok('secret_assignment')} run"),
+    # A name whose first keyword is not a secret's ("tokens...") may end in one that is.
+    ("secret_assignment", "tokens_token=Zq9xW2kLm8Pq", f"tokens_token={tok('secret_assignment')}"),
+    ("secret_assignment", "tokens_api_token: Zq9xW2kL", f"tokens_api_token: {tok('secret_assignment')}"),
+    ("password", "passwords_password=hunter2x", f"passwords_password={tok('password')}"),
     ("credit_card", "card 4111 1111 1111 1111 exp", "card ***CREDIT_CARD*** exp"),
     ("credit_card", "amex 3782-822463-10005", "amex ***CREDIT_CARD***"),
     ("credit_card", "n=5555555555554444;", "n=***CREDIT_CARD***;"),
