@@ -103,7 +103,7 @@ class SpanFinder:
         # checked against (tests), never faster.
         self._loose = loose
         groups = pf.expressions(loopback=redact_loopback)
-        self._prefilter = pf.Prefilter(groups) if prefilter else None
+        self._prefilter = pf.Prefilter(groups) if prefilter and pf.AVAILABLE else None
         gid = self._gid = self._prefilter.ids if self._prefilter else {
             name: i for i, name in enumerate(groups)
         }

@@ -9,7 +9,9 @@ any one literal or pattern taken out of its group, some span goes missing.
 
 from __future__ import annotations
 
+import platform
 import random
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -254,3 +256,20 @@ def test_threads_share_a_finder() -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_the_prefilter_is_active_where_pyproject_installs_hyperscan() -> None:
+    # Without Hyperscan the finder runs every scan, and every comparison above would pass
+    # without testing the prefilter at all.
+    if platform.machine() in ("x86_64", "AMD64") or sys.platform == "darwin":
+        assert pf.AVAILABLE
+    assert (_finder(True)._prefilter is not None) == pf.AVAILABLE
+
+
+def test_without_hyperscan_every_scan_runs_with_the_same_spans(
+    references: list[list[list[Span]]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pf, "AVAILABLE", False)
+    finder = _finder(True)
+    assert finder._prefilter is None
+    assert list(_spans(finder)) == references[0]
