@@ -13,7 +13,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,26 @@ def _summary_seq(gut: GatewayUnderTest, sid: str) -> int:
     return state.seq if state is not None else -1
 
 
+def _gateway_versions(gut: GatewayUnderTest, sid: str) -> dict[str, int]:
+    session = gut.gw.store.get(sid)
+    if session is None:
+        return {}
+    return {w: state.seq for w, state in session.widgets.items() if w != PATTERN_WIDGET}
+
+
+def _quiet_for(sid: str, seconds: float) -> Callable[[WidgetsReader], bool]:
+    """A read_until condition: no new update of ``sid`` was read for ``seconds``."""
+    last = {"count": -1, "since": 0.0}
+
+    def quiet(r: WidgetsReader) -> bool:
+        count, now = len(r.updates(sid)), time.monotonic()
+        if count != last["count"]:
+            last["count"], last["since"] = count, now
+        return now - last["since"] >= seconds
+
+    return quiet
+
+
 def without_alerts(widgets: dict[str, Any]) -> dict[str, Any]:
     return {w: v for w, v in widgets.items() if w != PATTERN_WIDGET}
 
@@ -126,7 +146,15 @@ async def test_snapshot_equals_published_state_then_ordered_updates(
     await gateway.wait_for("first half processed", lambda: player.processed(gateway), within=45)
     seq = _summary_seq(gateway, sid)
     reader.read_until(lambda r: r.latest(sid).get("session_summary", {}).get("version") == seq)
+    # Other widgets changed by the last events may still be inside their coalescing interval
+    # and leave after the summary (CI once saw session_progress v20 read here while the gateway
+    # still held v14): read until the session's updates stop, then let the gateway catch up
+    # with every widget, so the snapshot is taken of a settled state.
+    reader.read_until(_quiet_for(sid, 1.5), 30)
     published = reader.latest(sid)
+    versions = {w: u["version"] for w, u in published.items()}
+    await gateway.wait_for("the gateway to hold every published widget",
+                           lambda: _gateway_versions(gateway, sid) == versions, within=30)
 
     async with aiohttp.ClientSession() as http, http.ws_connect(
             f"{gateway.ws_url}/sessions/{sid}", headers=gateway.headers(OWNER)) as ws:
