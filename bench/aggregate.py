@@ -10,6 +10,9 @@ unique topics (deleted afterwards) and measures:
 2. delay: with the worker idle, events are produced at --rate/s; for every event, the delay is
    the time from its produce() call to the arrival (at a consumer) of the first session_summary
    update that counts it. Coalescing is included, and so is the consumer's fetch (an overestimate).
+   ``to_update_sent`` is the issue's own definition, without the reader's fetch: from the
+   event's produce() to the update's CreateTime (stamped by the worker's producer as it queues
+   the update), both wall clock on this machine.
 """
 
 from __future__ import annotations
@@ -155,8 +158,11 @@ def widget_reader(topic: str) -> Consumer:
     return c
 
 
-def summaries(reader: Consumer, serde: AvroSerde, timeout: float) -> list[tuple[float, str, int]]:
-    """(arrival monotonic time, session, events folded) of session_summary updates."""
+def summaries(reader: Consumer, serde: AvroSerde,
+              timeout: float) -> list[tuple[float, str, int, float]]:
+    """(arrival monotonic time, session, events folded, time the worker sent it) of
+    session_summary updates; the last is the record's CreateTime (wall clock, seconds), which
+    aiokafka stamps when the worker appends the update to a batch: when it leaves."""
     out = []
     batch = reader.consume(num_messages=5000, timeout=timeout)
     arrived = time.monotonic()
@@ -165,7 +171,8 @@ def summaries(reader: Consumer, serde: AvroSerde, timeout: float) -> list[tuple[
         if msg.error() is not None or not (msg.key() or b"").endswith(b"/session_summary"):
             continue
         _n, rec = serde.decode(msg.value())
-        out.append((arrived, rec["session_id"], json.loads(rec["data_json"])["events"]))
+        out.append((arrived, rec["session_id"], json.loads(rec["data_json"])["events"],
+                    msg.timestamp()[1] / 1000.0))
     return out
 
 
@@ -202,7 +209,7 @@ def throughput(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> di
     last = ready
     while len([s for s, n in done.items() if n >= per]) < args.sessions:
         got = summaries(reader, serde, 1.0)
-        for arrived, sid, n in got:
+        for arrived, sid, n, _left in got:
             first = arrived if first is None else first
             done[sid] = max(done.get(sid, 0), n)
             last = arrived
@@ -229,7 +236,7 @@ def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[st
     while summaries(reader, serde, 1.0) or not reader.assignment():
         pass
     # The reader runs in its own thread, so the paced producer never delays its reads.
-    seen: list[tuple[float, str, int]] = []
+    seen: list[tuple[float, str, int, float]] = []
     stop = threading.Event()
 
     def read() -> None:
@@ -240,6 +247,7 @@ def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[st
     thread.start()
     p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 1, "partitioner": "murmur2_random"})
     sent: dict[str, list[float]] = {}
+    sent_wall: dict[str, list[float]] = {}
     gap = 1.0 / args.rate
     start = time.monotonic()
     for i, (sid, value) in enumerate(events):
@@ -247,6 +255,7 @@ def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[st
         if wait > 0:
             time.sleep(wait)
         sent.setdefault(sid, []).append(time.monotonic())
+        sent_wall.setdefault(sid, []).append(time.time())
         p.produce(f"{worker.prefix}.events", key=sid.encode(), value=value)
         p.poll(0)
     p.flush(30)
@@ -254,7 +263,7 @@ def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[st
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         top: dict[str, int] = {}
-        for _a, sid, n in list(seen):
+        for _a, sid, n, _left in list(seen):
             top[sid] = max(top.get(sid, 0), n)
         if all(top.get(sid, 0) >= n for sid, n in want.items()):
             break
@@ -265,8 +274,16 @@ def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[st
     pending: dict[str, int] = {}
     delays: list[float] = []
     by_time: list[tuple[float, float]] = []
-    for arrived, sid, n in sorted(seen):
+    for arrived, sid, n, _left in sorted(seen):
         _match(sent, pending, delays, arrived, sid, n, by_time)
+    # The issue's definition: from the event entering the events topic (its produce() here) to
+    # its update leaving the worker, without the reader's fetch. Both wall clock, same machine.
+    pending_left: dict[str, int] = {}
+    left: list[float] = []
+    for _a, sid, n, left_at in sorted(seen, key=lambda r: r[3]):
+        _match(sent_wall, pending_left, left, left_at, sid, n)
+    left.sort()
+    q_left = statistics.quantiles(left, n=100)
     delays.sort()
     q = statistics.quantiles(delays, n=100)
     # Per second of the run: shows whether the tail is steady or one stall.
@@ -276,7 +293,10 @@ def delay(worker: Worker, args: argparse.Namespace, serde: AvroSerde) -> dict[st
     worst = {k: round(max(v) * 1000) for k, v in sorted(seconds.items())}
     return {"events": len(events), "matched": len(delays), "rate_per_s": args.rate,
             "p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
-            "max_ms": round(delays[-1] * 1000, 1), "worst_ms_by_second": worst}
+            "max_ms": round(delays[-1] * 1000, 1), "worst_ms_by_second": worst,
+            "to_update_sent": {"p50_ms": round(q_left[49] * 1000, 1),
+                               "p99_ms": round(q_left[98] * 1000, 1),
+                               "max_ms": round(left[-1] * 1000, 1)}}
 
 
 def _match(sent: dict[str, list[float]], pending: dict[str, int], delays: list[float],
