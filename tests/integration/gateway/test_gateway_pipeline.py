@@ -103,17 +103,16 @@ class Player:
         return summary is not None and summary.data.get("events") == self.expected_events
 
 
-def _summary_seq(gut: GatewayUnderTest, sid: str) -> int:
-    session = gut.gw.store.get(sid)
-    state = session.widgets.get("session_summary") if session is not None else None
-    return state.seq if state is not None else -1
-
-
 def _gateway_versions(gut: GatewayUnderTest, sid: str) -> dict[str, int]:
+    """The sequence number of every widget (not alerts) the gateway holds for ``sid``."""
     session = gut.gw.store.get(sid)
     if session is None:
         return {}
     return {w: state.seq for w, state in session.widgets.items() if w != PATTERN_WIDGET}
+
+
+def _summary_seq(gut: GatewayUnderTest, sid: str) -> int:
+    return _gateway_versions(gut, sid).get("session_summary", -1)
 
 
 def _quiet_for(sid: str, seconds: float) -> Callable[[WidgetsReader], bool]:
