@@ -386,6 +386,11 @@ class WorkerSettings(_Section):
     `aggregates` (widgets and patterns: events -> widgets and patterns). Both by default; run
     them as separate workers (e.g. `AGENTWATCH_WORKER__STAGES='["ingest"]'`) to give each its
     own cores and scale them apart (docs/operations.md)."""
+    aggregates_runtime: Literal["librdkafka", "faust"] = "librdkafka"
+    """What runs the aggregates stage: `librdkafka`, a consume-fold-produce loop on a thread of
+    its own (processors/aggregates_loop.py, group `<app_id>-aggregates`), or `faust`, the Faust
+    agent and tables it replaced (processors/aggregates.py, the app's group `<app_id>`). Both
+    keep their state in the same changelog topics. Kept for one release (docs/worker.md)."""
     processes: int = Field(default=1, ge=1, le=64)
     """Processes doing the first stage's per-message work (validate, redact, Avro). 1: the
     stage's own thread; more spread big batches over a pool (processors/pool.py), for a worker

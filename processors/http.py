@@ -14,11 +14,8 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from pipeline.observability import HealthCheck, health_app, start_http
-from processors.ingest_loop import LoopSnapshot
-from processors.ingest_stage import IngestStage
-
-_NO_STAGE = LoopSnapshot(running=False, assigned=(), failure=None)
-"""What a worker that does not run the first stage reports for it."""
+from processors.kafka_calls import LoopSnapshot
+from processors.loop_stage import LoopStage
 
 
 class HttpEndpoint(Service):
@@ -44,50 +41,51 @@ class HttpEndpoint(Service):
 
 
 def health_check(
-    app: Any, agents: Sequence[Any], stage: IngestStage | None, guarantee: str,
+    app: Any, agents: Sequence[Any], loops: Sequence[LoopStage], guarantee: str,
     events_topic: str,
 ) -> HealthCheck:
-    """Healthy while the app and the first stage (if this worker runs it) run and no agent has
-    crashed; reports the assignment. ``assigned_partitions`` counts the input partitions of the
-    worker's first stage: ingest partitions, or, in a worker that runs only the aggregates,
-    events partitions (None until they are known)."""
+    """Healthy while the app and the worker's stage loops run and no agent or loop has failed;
+    reports the assignment. ``assigned_partitions`` counts the input partitions of the worker's
+    first stage: ingest partitions, or, in a worker that runs only the aggregates, events
+    partitions (None until they are known)."""
 
     def check() -> dict[str, Any]:
         crashed = [a.name for a in agents if a.crashed] + (["app"] if app.crashed else [])
-        ingest = stage.snapshot() if stage is not None else _NO_STAGE
-        if ingest.failure is not None:
-            crashed.append("ingest")
+        snaps = {loop.stage: loop.snapshot() for loop in loops}
+        failures = {name: s.failure for name, s in snaps.items() if s.failure is not None}
+        crashed += list(failures)
         app_assignment = _assignment(app)
         assignment = dict(app_assignment or {})
-        for topic, _partition in ingest.assigned:
-            assignment[topic] = assignment.get(topic, 0) + 1
-        running = bool(app.started) and not app.should_stop and (stage is None or ingest.running)
+        for snap in snaps.values():
+            for topic, _partition in snap.assigned:
+                assignment[topic] = assignment.get(topic, 0) + 1
+        running = (bool(app.started) and not app.should_stop
+                   and all(snap.running for snap in snaps.values()))
+        stalled = sorted(name for name, snap in snaps.items() if snap.stalled)
         return {
-            "healthy": running and not crashed and not ingest.stalled,
+            "healthy": running and not crashed and not stalled,
             "component": "worker",
             "app_id": app.conf.id,
             "processing_guarantee": guarantee,
-            "assigned_partitions": _input_partitions(
-                ingest if stage is not None else None, app_assignment, events_topic),
+            "assigned_partitions": _input_partitions(snaps, app_assignment, events_topic),
             "assignment": assignment,
             "crashed": crashed,
-            "ingest_failure": ingest.failure,
-            "ingest_blocked_s": round(ingest.blocked_s, 1),
-            "reason": "loop_stalled" if ingest.stalled else None,
+            "stage_failures": failures,
+            "blocked_s": {name: round(snap.blocked_s, 1) for name, snap in snaps.items()},
+            "reason": f"loop_stalled: {', '.join(stalled)}" if stalled else None,
         }
 
     return check
 
 
-def _input_partitions(ingest: LoopSnapshot | None, app_assignment: dict[str, int] | None,
+def _input_partitions(snaps: dict[str, LoopSnapshot], app_assignment: dict[str, int] | None,
                       events_topic: str) -> int | None:
-    if ingest is not None:
-        return len(ingest.assigned) if ingest.running else None
+    first = snaps.get("ingest") or snaps.get("aggregates")
+    if first is not None:
+        return len(first.assigned) if first.running else None
     if app_assignment is None:
         return None
     return app_assignment.get(events_topic, 0)
-
-
 def _assignment(app: Any) -> dict[str, int] | None:
     """Partitions per topic assigned to this worker; ``None`` before the consumer runs."""
     # Never create the consumer from here: Faust must build it itself once the worker runs.

@@ -58,14 +58,22 @@ from confluent_kafka import (
 
 from pipeline.errors import TransientError
 from processors.deadletters import SourceMeta
+from processors.kafka_calls import (
+    RETRY_PAUSE_S,
+    AbortError,
+    BlockingCalls,
+    LoopSnapshot,
+    RetryError,
+    StageFailedError,
+    classify,
+)
 from processors.metrics import WorkerMetrics
 from processors.pool import ProcessingPool
 from processors.validate import CleanEvent, EventProcessor, Outcome
 
 log = logging.getLogger(__name__)
 
-_RETRY_PAUSE_S = 0.5
-"""Pause between two attempts of a call that failed with a retriable error (broker away)."""
+_RETRY_PAUSE_S = RETRY_PAUSE_S
 
 
 @dataclass(frozen=True)
@@ -96,20 +104,6 @@ class _Processed:
     generation: int
 
 
-class StageFailedError(RuntimeError):
-    """The loop cannot go on in this process (fenced, fatal client error)."""
-
-
-@dataclass(frozen=True)
-class LoopSnapshot:
-    running: bool
-    assigned: tuple[tuple[str, int], ...]
-    failure: str | None
-    blocked_s: float = 0.0
-    """How long the current transactional call has been running (0 when none is)."""
-    stalled: bool = False
-
-
 class IngestLoop:
     """One consumer and one producer driven by one thread; see the module docstring."""
 
@@ -129,7 +123,7 @@ class IngestLoop:
         self._producer = producer_factory()
         self._renew = False
         """exactly_once: make a fresh producer before the next transaction (see _renew_producer)."""
-        self._call_started: float | None = None
+        self._calls = BlockingCalls(_RETRY_PAUSE_S)
         self._generation = 0
         """Bumped by every assignment change and rewind; a batch read before one is dropped."""
         self._last_batch = 0.0
@@ -146,8 +140,7 @@ class IngestLoop:
         self._delivery_errors: list[str] = []
 
     def snapshot(self) -> LoopSnapshot:
-        started = self._call_started
-        blocked = 0.0 if started is None else time.monotonic() - started
+        blocked = self._calls.blocked_s()
         return LoopSnapshot(self._running, self._assigned, self._failure, blocked,
                             blocked > self._config.stall_after_s)
 
@@ -322,7 +315,7 @@ class IngestLoop:
                                self._config.call_timeout_s))
             self._retrying(stop, "commit_transaction",
                            lambda: producer.commit_transaction(self._config.call_timeout_s))
-        except _AbortError as exc:
+        except AbortError as exc:
             self._abort(str(exc))
             return False
         self._metrics.transactions.labels("committed").inc()
@@ -333,7 +326,7 @@ class IngestLoop:
         self._delivery_errors.clear()
         try:
             self._produce_all(outcomes, self._on_delivery)
-        except _AbortError as exc:
+        except AbortError as exc:
             self._rewind(str(exc))
             return False
         while self._producer.flush(self._config.call_timeout_s) > 0:
@@ -358,8 +351,8 @@ class IngestLoop:
                     # The local queue is full: let librdkafka send some, then try again.
                     self._producer.poll(0.05)
                 except KafkaException as exc:
-                    failure = _classify(exc, "produce")
-                    if not isinstance(failure, _RetryError):
+                    failure = classify(exc, "produce")
+                    if not isinstance(failure, RetryError):
                         raise failure from exc
                     self._producer.poll(_RETRY_PAUSE_S)
 
@@ -388,22 +381,7 @@ class IngestLoop:
         log.info("transactional producer renewed")
 
     def _retrying(self, stop: threading.Event, what: str, call: Callable[[], None]) -> None:
-        """Run ``call``; retry while it fails retriably (and the loop is not stopping)."""
-        while True:
-            self._call_started = time.monotonic()
-            try:
-                call()
-                return
-            except KafkaException as exc:
-                failure = _classify(exc, what)
-                if not isinstance(failure, _RetryError):
-                    raise failure from exc
-                if stop.is_set():
-                    raise _AbortError(f"{what}: stopping while {exc.args[0].str()}") from exc
-                log.warning("retrying", extra={"call": what, "error": exc.args[0].str()})
-                time.sleep(_RETRY_PAUSE_S)
-            finally:
-                self._call_started = None
+        self._calls.run(stop, what, call)
 
     def _abort(self, reason: str) -> None:
         log.warning("transaction aborted; the batch will be processed again",
@@ -413,8 +391,8 @@ class IngestLoop:
         try:
             self._producer.abort_transaction(self._config.call_timeout_s)
         except KafkaException as exc:
-            failure = _classify(exc, "abort_transaction")
-            if not isinstance(failure, _RetryError):
+            failure = classify(exc, "abort_transaction")
+            if not isinstance(failure, RetryError):
                 raise StageFailedError(str(failure)) from exc
             # Not answered in time: the coordinator aborts it after transaction.timeout.ms, and
             # the next begin_transaction fails until then; the next batch's abort retries.
@@ -441,7 +419,7 @@ class IngestLoop:
                         tp.offset = OFFSET_BEGINNING
                     self._consumer.seek(tp)
             except KafkaException as exc:
-                failure = _classify(exc, "rewind")
+                failure = classify(exc, "rewind")
                 if isinstance(failure, StageFailedError):
                     raise failure from exc
                 log.warning("rewind failed; retrying", extra={"error": str(failure)})
@@ -475,30 +453,6 @@ class IngestLoop:
             log.warning("ingest consumer close failed", extra={"error": str(exc)})
         if not self._config.transactional:
             self._producer.flush(self._config.call_timeout_s)
-
-
-class _AbortError(Exception):
-    """The open transaction must be aborted (and the batch processed again)."""
-
-
-class _RetryError(Exception):
-    """The call may simply be made again."""
-
-
-def _classify(exc: KafkaException, what: str) -> Exception:
-    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-    if err is None:
-        return StageFailedError(f"{what}: {exc}")
-    text = f"{what}: {err.str()}"
-    if err.fatal():
-        return StageFailedError(text)
-    if err.txn_requires_abort():
-        return _AbortError(text)
-    if err.retriable():
-        return _RetryError(text)
-    # Neither fatal nor abortable nor retriable (a produce of an oversized record, a state
-    # error): abort and process the batch again would repeat it forever.
-    return StageFailedError(text)
 
 
 def _listed(message: Any) -> list[Any]:

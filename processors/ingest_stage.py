@@ -1,40 +1,18 @@
-"""The first stage inside the Faust worker: runs processors/ingest_loop.py on a thread of its own.
-
-A ``mode.Service`` so it starts and stops with the worker (SIGTERM included) next to the Faust
-app's agents; the loop itself blocks in librdkafka calls, which must never run on the event
-loop. A loop that fails crashes the whole worker (exit 1): a restarted process resumes from the
-last committed transaction, nothing is half-done.
-"""
+"""The first stage's loop (processors/ingest_loop.py) built from settings; processors/loop_stage.py
+runs it."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import socket
-import threading
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
-from mode import Service
 
 from pipeline.settings import Settings
-from processors.ingest_loop import IngestLoop, IngestLoopConfig, LoopSnapshot
+from processors.ingest_loop import IngestLoop, IngestLoopConfig
+from processors.loop_stage import transactional_id
 from processors.metrics import WorkerMetrics
 from processors.pool import ProcessingPool
 from processors.validate import EventProcessor
-
-log = logging.getLogger(__name__)
-
-_STOP_WAIT_S = 25.0
-"""Longest on_stop waits for the loop's thread (the worker exits hard after 30 s anyway)."""
-
-
-def transactional_id(settings: Settings) -> str:
-    """Stable across restarts of the same worker, so a restart fences its own zombie at once
-    instead of waiting out ``transaction_timeout_s``; unique per worker on a host (its port)."""
-    instance = settings.worker.instance_id or f"{socket.gethostname()}-{settings.worker_http.port}"
-    return f"{settings.worker.app_id}-ingest-{instance}"
 
 
 def build_loop(settings: Settings, processor: EventProcessor, metrics: WorkerMetrics) -> IngestLoop:
@@ -71,7 +49,7 @@ def build_loop(settings: Settings, processor: EventProcessor, metrics: WorkerMet
         "message.max.bytes": conf.max_event_bytes + 64 * 1024,
     }
     if transactional:
-        producer_conf["transactional.id"] = transactional_id(settings)
+        producer_conf["transactional.id"] = transactional_id(settings, "ingest")
         producer_conf["transaction.timeout.ms"] = int(conf.transaction_timeout_s * 1000)
     pool = ProcessingPool(settings, conf.processes, processor) if conf.processes > 1 else None
     return IngestLoop(
@@ -89,42 +67,3 @@ def build_loop(settings: Settings, processor: EventProcessor, metrics: WorkerMet
         metrics,
         pool=pool,
     )
-
-
-class IngestStage(Service):
-    """Starts the loop's thread with the worker and joins it on stop."""
-
-    def __init__(self, factory: Callable[[], IngestLoop],
-                 on_crash: Callable[[BaseException], Coroutine[Any, Any, Any]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._factory = factory
-        self._ingest: IngestLoop | None = None
-        self._on_crash = on_crash
-        self._stop_flag = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
-
-    def snapshot(self) -> LoopSnapshot:
-        ingest = self._ingest
-        return LoopSnapshot(False, (), None) if ingest is None else ingest.snapshot()
-
-    async def on_start(self) -> None:
-        self._event_loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="agentwatch-ingest", daemon=True)
-        self._thread.start()
-
-    async def on_stop(self) -> None:
-        self._stop_flag.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, _STOP_WAIT_S)
-
-    def _run(self) -> None:
-        try:
-            # Built here, not with the worker: the clients connect at once, and a pool takes a
-            # second or two to spawn, which must not block the event loop.
-            self._ingest = self._factory()
-            self._ingest.run(self._stop_flag)
-        except BaseException as exc:  # the worker must go down with it, whatever it was
-            log.exception("the ingest stage failed; stopping the worker")
-            if self._event_loop is not None and not self._stop_flag.is_set():
-                asyncio.run_coroutine_threadsafe(self._on_crash(exc), self._event_loop)

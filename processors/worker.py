@@ -82,7 +82,8 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     from processors.app import create_app
     from processors.fetch_wait import cap_fetch_wait
     from processors.http import HttpEndpoint, health_check
-    from processors.ingest_stage import IngestStage, build_loop
+    from processors.ingest_stage import build_loop
+    from processors.loop_stage import LoopStage
     from processors.metrics import WorkerMetrics
     from processors.revoke_commit import commit_before_revocation
     from processors.stable_offsets import StableOffsets, admin_factory
@@ -107,24 +108,34 @@ def build_worker(settings: Any) -> tuple[Any, Any]:
     topics = define_topics(app, settings, serde)
     metrics = WorkerMetrics()
     stages = set(conf.stages)
-    # The first stage (ingest -> events/dlq) runs on librdkafka, beside the Faust agents.
-    stage = (IngestStage(functools.partial(build_loop, settings, processor, metrics), app.crash)
-             if "ingest" in stages else None)
-    from processors.aggregates import attach_aggregates_agent
+    # The stages run as librdkafka loops beside the Faust agents (the replay agent, and the
+    # aggregates agent with worker.aggregates_runtime = faust).
+    loops: list[LoopStage] = []
+    if "ingest" in stages:
+        loops.append(LoopStage(
+            "ingest", functools.partial(build_loop, settings, processor, metrics), app.crash))
     from processors.replay_agent import attach_replay_agent
 
     # The replay agent runs in every worker: it is light, and Faust needs one subscription.
     agents = [attach_replay_agent(app, settings, serde, metrics.registry)]
-    if "aggregates" in stages:
+    if "aggregates" in stages and conf.aggregates_runtime == "librdkafka":
+        from processors.aggregates_stage import build_aggregates_loop
+
+        loops.append(LoopStage(
+            "aggregates", functools.partial(build_aggregates_loop, settings, metrics.registry),
+            app.crash))
+    elif "aggregates" in stages:
+        from processors.aggregates import attach_aggregates_agent
+
         agents.insert(0, attach_aggregates_agent(app, topics, settings, metrics.registry))
     http = HttpEndpoint(
-        health_check(app, agents, stage, settings.worker.processing_guarantee,
+        health_check(app, agents, loops, settings.worker.processing_guarantee,
                      settings.topics.events),
         metrics.registry,
         settings.worker_http.host,
         settings.worker_http.port,
     )
-    services = [http] if stage is None else [stage, http]
+    services = [*loops, http]
     log.info("worker stages", extra={"stages": sorted(stages)})
     worker = _worker_class()(
         app, *services,

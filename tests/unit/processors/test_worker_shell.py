@@ -101,7 +101,8 @@ async def test_a_timer_commit_after_the_transactions_ended_begins_them_again() -
 def test_worker_is_built_from_settings_without_touching_kafka(tmp_path: Any) -> None:
     from pipeline.settings import load_settings
     from processors.aggregates import AGENT_NAME
-    from processors.ingest_stage import IngestStage
+    from processors.loop_stage import LoopStage
+    from processors.replay_agent import AGENT_NAME as REPLAY_AGENT
     from processors.worker import build_worker
 
     settings = load_settings(
@@ -114,12 +115,27 @@ def test_worker_is_built_from_settings_without_touching_kafka(tmp_path: Any) -> 
     assert str(app.conf.processing_guarantee.value) == "at_least_once"
     assert app.conf.broker_commit_interval == 0.25
     assert app.conf.producer_max_request_size > 2 * 1024 * 1024
-    assert AGENT_NAME in app.agents
+    # Both stages are services of the worker, not Faust agents, and have no clients yet.
+    stages = [s for s in worker.services if isinstance(s, LoopStage)]
+    assert [s.stage for s in stages] == ["ingest", "aggregates"]
+    assert all(s.snapshot().running is False for s in stages)
+    assert set(app.agents) == {REPLAY_AGENT}
+    assert AGENT_NAME not in app.agents
+    subscribed = {name for a in app.agents.values() for name in a.channel.topics}
+    assert subscribed == {settings.topics.replay}
+
+
+def test_the_faust_runtime_still_runs_the_aggregates_as_an_agent(tmp_path: Any) -> None:
+    from pipeline.settings import load_settings
+    from processors.aggregates import AGENT_NAME
+    from processors.loop_stage import LoopStage
+    from processors.worker import build_worker
+
+    settings = load_settings(worker={"app_id": "unit-faust", "aggregates_runtime": "faust"},
+                             stack={"dir": str(tmp_path)})
+    worker, app = build_worker(settings)
+    assert [s.stage for s in worker.services if isinstance(s, LoopStage)] == ["ingest"]
     assert app.agents[AGENT_NAME].concurrency == 1
-    # The first stage is a service of the worker, not a Faust agent, and has no clients yet.
-    stages = [s for s in worker.services if isinstance(s, IngestStage)]
-    assert len(stages) == 1
-    assert stages[0].snapshot().running is False
     subscribed = {name for a in app.agents.values() for name in a.channel.topics}
     assert settings.topics.events in subscribed and settings.topics.ingest not in subscribed
 
