@@ -358,7 +358,11 @@ class AggregatesLoop:
 
     def _in_transaction(self, records: list[ChangelogRecord], offsets: list[TopicPartition]) -> None:
         if self._renew:
-            self._renew_producer()
+            try:
+                self._renew_producer()
+            except AbortError as exc:  # stopping while the new producer could not init
+                self._renew = True
+                raise _ResetError(str(exc)) from exc
         producer, stop, timeout = self._producer, self._stop, self._config.call_timeout_s
         try:
             self._calls.run(stop, "begin_transaction", producer.begin_transaction)
@@ -442,6 +446,8 @@ class AggregatesLoop:
                 for tp in committed:
                     self._consumer.seek(tp)
                 return
+            except StoppedError:
+                return  # the loop ends; the next owner recovers from the changelogs
             except KafkaException as exc:
                 failure = classify(exc, "reset")
                 if isinstance(failure, StageFailedError):
@@ -478,6 +484,8 @@ class AggregatesLoop:
         return committed
 
     def _forget(self, partitions: set[int]) -> None:
+        self._widgets.dropping(sid for sid, st in self._widget_store.items()
+                               if st.get("part") in partitions)
         gone = self._widget_store.drop(partitions)
         self._pattern_store.drop(partitions)
         self._widgets.coalescer.forget(gone)
@@ -525,6 +533,9 @@ class AggregatesLoop:
     def _give_up(self, partitions: list[TopicPartition], how: str) -> None:
         gone = {tp.partition for tp in partitions if tp.topic == self._config.events_topic}
         self._forget(gone | self._owned)
+        # Updates may have gone out after the last checkpoint: if these partitions come back,
+        # their numbers must not be handed out again (see _reset).
+        self._widgets.boot_id = uuid.uuid4().hex
         self._owned = set()
         self._alerts, self._held = [], 0
         self._renew = self._config.transactional

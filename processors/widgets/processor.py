@@ -43,6 +43,10 @@ class StateStore(Protocol):
     def persist(self, key: str, partition: int) -> None: ...
 
 
+SENT_BEFORE_MAX = 100_000
+"""Dropped sessions whose last sequence number a process remembers (a few MiB at most)."""
+
+
 def widget_partition(session_id: str, partitions: int) -> int:
     """All widgets of a session in one partition, whatever their keys (crc32 is stable across runs)."""
     return zlib.crc32(session_id.encode()) % partitions
@@ -68,6 +72,10 @@ class WidgetProcessor:
         self.widget_partitions = widget_partitions
         self.boot_id = boot_id or uuid.uuid4().hex
         self._touched: dict[str, int] = {}
+        self._sent_before: dict[str, int] = {}
+        """Sessions this process dropped (rebalance, reset) -> the last sequence number it had
+        taken for them: if a session comes back, its numbers continue past that, whatever the
+        state it comes back with says."""
         self.skipped = 0
         """Events already folded in (replays after a restart, producer duplicates)."""
 
@@ -75,7 +83,10 @@ class WidgetProcessor:
         sid = event["session_id"]
         st = self.store.get(sid)
         if st is None:
-            st = {"w": new_state(sid), "seq": 0, "boot": self.boot_id, "pending": [],
+            # A session this process dropped before its state was committed gets no boot: its
+            # first update then skips past the numbers already taken (see flush).
+            boot = None if sid in self._sent_before else self.boot_id
+            st = {"w": new_state(sid), "seq": 0, "boot": boot, "pending": [],
                   "agent": None, "part": partition}
             self.store.set(sid, st)
         elif already_folded(st, partition, offset, event["event_id"]):
@@ -114,7 +125,7 @@ class WidgetProcessor:
             if widget not in st["pending"]:
                 continue
             if st.get("boot") != self.boot_id:
-                st["seq"] += SEQ_RESTART_GAP
+                st["seq"] = max(st["seq"], self._sent_before.pop(sid, 0)) + SEQ_RESTART_GAP
                 st["boot"] = self.boot_id
             st["seq"] += 1
             st["pending"].remove(widget)
@@ -131,6 +142,18 @@ class WidgetProcessor:
                 }))
             self._touched[sid] = st["part"]
         return out
+
+    def dropping(self, session_ids: Iterable[str]) -> None:
+        """These sessions' states are about to be dropped (their partition moved, or the state
+        is reset to a checkpoint): remember the sequence numbers taken for them, so that a
+        number is never handed out twice by this process (SEQ_RESTART_GAP covers the others)."""
+        sent = self._sent_before
+        for sid in session_ids:
+            st = self.store.get(sid)
+            if st is not None and st["seq"] > sent.get(sid, 0):
+                sent[sid] = st["seq"]
+        while len(sent) > SENT_BEFORE_MAX:
+            del sent[next(iter(sent))]  # the oldest: insertion order
 
     def persist(self, owned: set[int] | None = None) -> int:
         """Write every state changed since the last call (folded events, taken sequence numbers)."""
