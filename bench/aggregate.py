@@ -138,6 +138,14 @@ class Worker:
                 pass
             time.sleep(0.2)
 
+    def metric(self, name: str) -> float:
+        """The worker's sample ``name`` (exact, labels included), 0 when absent."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[-1])
+        return 0.0
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
@@ -329,7 +337,14 @@ def main() -> None:
             worker.create_topics()
             tp = throughput(worker, args, serde)
             print(json.dumps({"throughput": tp}), flush=True)
+            count = worker.metric("agentwatch_aggregates_checkpoint_seconds_count")
+            total = worker.metric("agentwatch_aggregates_checkpoint_seconds_sum")
             lat = delay(worker, args, serde)
+            count = worker.metric("agentwatch_aggregates_checkpoint_seconds_count") - count
+            total = worker.metric("agentwatch_aggregates_checkpoint_seconds_sum") - total
+            # How long the loop spent in checkpoints during the delay phase (0 on Faust).
+            lat["checkpoints"] = {"n": int(count),
+                                  "mean_ms": round(1000 * total / count, 1) if count else None}
             print(json.dumps({"delay": lat}), flush=True)
         finally:
             worker.stop()

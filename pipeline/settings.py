@@ -410,10 +410,11 @@ class WorkerSettings(_Section):
     and never came back); until then its partitions' new owner waits for the offsets."""
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
     """Longest the aggregates' fetch waits on the broker for new events (Faust fixes 1,500 ms;
-    a committed event can wait that long to be seen, see processors/fetch_wait.py)."""
+    a committed event can wait that long to be seen, see processors/fetch_wait.py); also the
+    aggregates loop's fetch.wait.max.ms."""
     commit_interval_ms: int = Field(default=100, ge=10)
-    """How often the aggregates agent's input offsets are committed (Faust's commit timer);
-    the first stage commits every batch."""
+    """How often the Faust app commits its input offsets (its commit timer: the replay agent, and
+    the aggregates agent with aggregates_runtime=faust); the loops commit at their own pace."""
     max_field_bytes: int = Field(default=64 * 1024, ge=256)
     """Payload and metadata strings longer than this (UTF-8) are cut to it and marked, not rejected."""
     max_event_bytes: int = Field(default=1024 * 1024, ge=4096)
@@ -443,7 +444,8 @@ class WidgetSettings(_Section):
     coalesce_interval_ms: int = Field(default=250, ge=0)
     """At most one update per session and widget in this interval; also the most the dashboard lags."""
     flush_tick_ms: int = Field(default=25, ge=1)
-    """How often the worker's timer sends coalesced updates that no new event pushed out."""
+    """aggregates_runtime=faust: how often a timer sends coalesced updates that no new event
+    pushed out (the loop sends each as it falls due), and the replay agent's flush timer."""
     checkpoint_interval_ms: int = Field(default=1000, ge=1)
     """Widget and pattern state is written to its changelog (and the events acked) this often."""
     checkpoint_max_events: int = Field(default=20_000, ge=1)

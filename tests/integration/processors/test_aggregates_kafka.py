@@ -84,9 +84,13 @@ def expected_widgets(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {w: render(state, w) for w in WIDGETS if w in touched}
 
 
-@pytest.fixture
-def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerRun]:
-    env = {"AGENTWATCH_PATTERNS__STALL_AFTER_S": "3", "AGENTWATCH_PATTERNS__STALL_CHECK_INTERVAL_S": "0.5"}
+@pytest.fixture(params=["librdkafka", "faust"])
+def worker(request: pytest.FixtureRequest, kafka_bootstrap: str,
+           tmp_path: Path) -> Iterator[WorkerRun]:
+    """Both runtimes of the aggregates (worker.aggregates_runtime): the Faust agent is kept for a
+    release and must give the same outputs as the loop that replaced it."""
+    env = {"AGENTWATCH_PATTERNS__STALL_AFTER_S": "3", "AGENTWATCH_PATTERNS__STALL_CHECK_INTERVAL_S": "0.5",
+           "AGENTWATCH_WORKER__AGGREGATES_RUNTIME": request.param}
     with worker_run(kafka_bootstrap, tmp_path, extra_env=env) as run:
         yield run
 
