@@ -69,7 +69,7 @@ MITIGATIONS = {
 
 @dataclass(frozen=True)
 class PatternConfig:
-    """Thresholds; the Faust shell builds this from settings."""
+    """Thresholds; the worker builds this from settings."""
 
     compile_errors: int = 3
     """More than this many compile errors in the window fires compile_fix_loop."""

@@ -5,8 +5,9 @@ period goes out at once (leading edge), later ones wait until the interval since
 emit has passed (trailing edge, flushed even when no further event arrives). Dirty keys sit in a
 heap ordered by their last emit, so finding what is due, and when the next key will be, costs
 O(log n) per key rather than a pass over every dirty key: the worker can afford to ask between
-events and to sleep exactly until the next one is due. Pure and clock-injected: the Faust shell
-drives it from its agent and its flush task, tests drive it with a fake clock.
+events and to sleep exactly until the next one is due. Pure and clock-injected: the aggregates
+loop asks it between consume calls (the Faust runtime from a timer), tests drive it with a fake
+clock.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Widget state per session over a changelogged key-value store, and the coalesced updates it owes.
 
-The Faust agent feeds events in with their (partition, offset) and periodically asks ``flush()``
-for the state writes and WidgetUpdate records to send; nothing here touches Kafka, so a unit test
-drives it with a dict and a fake clock.
+The aggregates loop (or the Faust agent) feeds events in with their (partition, offset) and
+asks ``flush()`` for the WidgetUpdate records due and ``persist()`` for the state writes;
+nothing here touches Kafka, so a unit test drives it with a dict and a fake clock.
 
 Table value (JSON) per session: ``w`` the reducer state, ``seq`` the last sequence number sent,
 ``boot`` the process that sent it, ``pending`` widgets changed but not yet sent (so a restart

@@ -2,7 +2,7 @@
 
 ``apply(state, event)`` folds an event into a JSON-able per-session dict and returns the names of
 the widgets it changed; ``render(state, widget)`` shapes a widget's data for the WidgetUpdate
-message (field names follow the dashboard protocol). The Faust shell stores the state in a
+message (field names follow the dashboard protocol). The aggregates loop stores the state in a
 table keyed by session_id and coalesces renders; nothing here knows about Kafka or time except
 the events' own timestamps, so a replay renders exactly what the live run rendered.
 """
