@@ -57,8 +57,10 @@ from processors.kafka_calls import (
     StageFailedError,
     classify,
 )
+from processors.patterns.agent import PatternMetrics
 from processors.patterns.processor import PatternProcessor
 from processors.state_store import ChangelogRecord, MemoryStore
+from processors.widgets.agent import WidgetMetrics
 from processors.widgets.processor import WidgetProcessor
 
 log = logging.getLogger(__name__)
@@ -88,20 +90,9 @@ class AggregatesLoopConfig:
 class AggregatesMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
-        self.widget_events = Counter("agentwatch_widget_events", "Events folded into widget state.",
-                                     registry=r)
-        self.widget_skipped = Counter("agentwatch_widget_replays_skipped",
-                                      "Events already folded in (replays, duplicates).", registry=r)
-        self.updates = Counter("agentwatch_widget_updates", "WidgetUpdates sent.", ["widget"],
-                               registry=r)
-        self.pending = Gauge("agentwatch_widget_pending_updates",
-                             "Widget updates waiting for their coalescing interval.", registry=r)
-        self.alerts = Counter("agentwatch_pattern_alerts", "Alerts and notification triggers sent.",
-                              ["pattern"], registry=r)
-        self.pattern_skipped = Counter("agentwatch_pattern_replays_skipped",
-                                       "Events already folded in (replays, duplicates).", registry=r)
-        self.live = Gauge("agentwatch_pattern_live_sessions", "Sessions watched for stalls.",
-                          registry=r)
+        # The same series as the Faust runtime's (processors/widgets/agent.py, patterns/agent.py).
+        self.widgets = WidgetMetrics(r)
+        self.patterns = PatternMetrics(r)
         self.undecodable = Counter(
             "agentwatch_aggregates_undecodable",
             "Records of the events topic that are not a TelemetryEvent (skipped, logged).", registry=r)
@@ -271,16 +262,16 @@ class AggregatesLoop:
             else:
                 skipped += 1
             self._queue_alerts(patterns.fold(partition, offset, event))
-        metrics.widget_events.inc(folded)
-        metrics.widget_skipped.inc(skipped)
-        metrics.pattern_skipped.inc(patterns.skipped - pattern_skipped)
+        metrics.widgets.events.inc(folded)
+        metrics.widgets.skipped.inc(skipped)
+        metrics.patterns.skipped.inc(patterns.skipped - pattern_skipped)
 
     def _queue_alerts(self, alerts: list[dict[str, Any]]) -> None:
         for alert in alerts:
             self._alerts.append(ChangelogRecord(
                 self._config.patterns_topic, -1, alert["session_id"].encode(),
                 self._serde.encode(PATTERN_ALERT, alert)))
-            self._metrics.alerts.labels(alert["pattern"]).inc()
+            self._metrics.patterns.alerts.labels(alert["pattern"]).inc()
 
     def _send_due(self) -> None:
         due = self._widgets.flush(self._owned)
@@ -288,8 +279,8 @@ class AggregatesLoop:
             _produce(self._updates, self._config.widgets_topic, out.key,
                      self._serde.encode(WIDGET_UPDATE, out.value), partition=out.partition,
                      on_delivery=self._on_update)
-            self._metrics.updates.labels(out.value["widget"]).inc()
-        self._metrics.pending.set(self._widgets.coalescer.pending())
+            self._metrics.widgets.updates.labels(out.value["widget"]).inc()
+        self._metrics.widgets.pending.set(self._widgets.coalescer.pending())
 
     def _on_update(self, err: Any, _msg: Any) -> None:
         if err is not None:
@@ -300,7 +291,7 @@ class AggregatesLoop:
         if alerts:
             log.info("stalled sessions", extra={"sessions": [a["session_id"] for a in alerts]})
         self._queue_alerts(alerts)
-        self._metrics.live.set(self._patterns.live_sessions())
+        self._metrics.patterns.live.set(self._patterns.live_sessions())
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -437,26 +428,32 @@ class AggregatesLoop:
         self._widgets.boot_id = uuid.uuid4().hex
         owned = set(self._owned)
         self._forget(owned)
+        # A pause first: a failure that repeats (broker away) must not spin.
+        if not self._stop.wait(RETRY_PAUSE_S):
+            self._recover_until_done(owned, "reset", seek=True)
+
+    def _recover_until_done(self, partitions: set[int], what: str, *, seek: bool) -> bool:
+        """``_recover``, retried while it fails retriably; False when the loop stops first (the
+        next owner recovers from the changelogs)."""
         while True:
-            time.sleep(RETRY_PAUSE_S)  # a failure that repeats (broker away) must not spin
-            if self._stop.is_set():
-                return
             try:
-                committed = self._recover(owned)
-                for tp in committed:
-                    self._consumer.seek(tp)
-                return
+                self._recover(partitions, seek=seek)
+                return True
             except StoppedError:
-                return  # the loop ends; the next owner recovers from the changelogs
+                return False
             except KafkaException as exc:
-                failure = classify(exc, "reset")
+                failure = classify(exc, what)
                 if isinstance(failure, StageFailedError):
                     raise failure from exc
-                log.warning("reset failed; retrying", extra={"error": str(failure)})
-                self._forget(owned)
+                log.warning("state recovery failed; retrying",
+                            extra={"during": what, "error": str(failure)})
+                self._forget(partitions)
+                if self._stop.wait(RETRY_PAUSE_S):
+                    return False
 
-    def _recover(self, partitions: set[int]) -> list[TopicPartition]:
-        """Load the state of ``partitions``; returns their committed offsets (where to resume)."""
+    def _recover(self, partitions: set[int], *, seek: bool) -> None:
+        """Load the state of ``partitions``; with ``seek``, move the consumer back to their
+        committed offsets (an assignment starts there anyway)."""
         started = time.perf_counter()
         events = self._config.events_topic
         committed = self._consumer.committed(
@@ -481,7 +478,9 @@ class AggregatesLoop:
         log.info("aggregates state recovered", extra={
             "partitions": sorted(partitions), "widget_states": len(widget_states),
             "pattern_states": len(pattern_states), "updates_resumed": resumed})
-        return committed
+        if seek:
+            for tp in committed:
+                self._consumer.seek(tp)
 
     def _forget(self, partitions: set[int]) -> None:
         self._widgets.dropping(sid for sid, st in self._widget_store.items()
@@ -501,20 +500,8 @@ class AggregatesLoop:
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         mine = {tp.partition for tp in partitions if tp.topic == self._config.events_topic}
-        while True:
-            try:
-                self._recover(mine)
-                break
-            except StoppedError:
-                return
-            except KafkaException as exc:
-                failure = classify(exc, "recover")
-                if isinstance(failure, StageFailedError):
-                    raise failure from exc
-                log.warning("recovery failed; retrying", extra={"error": str(failure)})
-                self._forget(mine)
-                if self._stop.wait(RETRY_PAUSE_S):
-                    return
+        if not self._recover_until_done(mine, "assignment", seek=False):
+            return
         self._owned = mine
         self._metrics.assigned.set(len(mine))
         log.info("aggregates partitions assigned", extra={"partitions": sorted(mine)})

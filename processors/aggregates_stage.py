@@ -17,7 +17,7 @@ from processors.aggregates_loop import (
     Folds,
     LoopClients,
 )
-from processors.loop_stage import transactional_id
+from processors.loop_stage import group_consumer_config, transactional_id
 from processors.patterns.agent import pattern_config
 from processors.patterns.processor import PatternProcessor
 from processors.state_store import MemoryStore
@@ -35,22 +35,10 @@ def build_aggregates_loop(settings: Settings, registry: CollectorRegistry) -> Ag
     conf = settings.worker
     kafka = settings.kafka
     transactional = conf.processing_guarantee == "exactly_once"
-    consumer = Consumer({
-        **kafka.client_config(),
-        "group.id": aggregates_group(settings),
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        # Eager: a revoke takes the whole assignment, between two consume calls.
-        "partition.assignment.strategy": "range,roundrobin",
-        "session.timeout.ms": int(conf.session_timeout_s * 1000),
-        "heartbeat.interval.ms": int(conf.heartbeat_interval_s * 1000),
-        # Only committed events; and the offset fetch on assignment waits for a previous
-        # owner's pending transaction (require_stable), which recovery relies on.
-        "isolation.level": "read_committed",
-        "fetch.wait.max.ms": conf.fetch_max_wait_ms,
-        "queued.max.messages.kbytes": 65_536,
-    })
+    # Only committed events; the offset fetch on assignment waits for a previous owner's
+    # pending transaction, which the state recovery relies on (processors/aggregates_loop.py).
+    consumer = Consumer(group_consumer_config(settings, aggregates_group(settings),
+                                              conf.fetch_max_wait_ms))
     recovery = Consumer({
         **kafka.client_config(),
         # Never joins it: the reader assigns partitions itself and commits nothing.

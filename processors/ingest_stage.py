@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer
 
 from pipeline.settings import Settings
 from processors.ingest_loop import IngestLoop, IngestLoopConfig
-from processors.loop_stage import transactional_id
+from processors.loop_stage import group_consumer_config, transactional_id
 from processors.metrics import WorkerMetrics
 from processors.pool import ProcessingPool
 from processors.validate import EventProcessor
@@ -19,22 +19,7 @@ def build_loop(settings: Settings, processor: EventProcessor, metrics: WorkerMet
     conf = settings.worker
     kafka = settings.kafka
     transactional = conf.processing_guarantee == "exactly_once"
-    consumer = Consumer({
-        **kafka.client_config(),
-        "group.id": conf.ingest_group,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        # Eager: a revoke takes the whole assignment, between two batches (ingest_loop.py).
-        "partition.assignment.strategy": "range,roundrobin",
-        "session.timeout.ms": int(conf.session_timeout_s * 1000),
-        "heartbeat.interval.ms": int(conf.heartbeat_interval_s * 1000),
-        # read_committed also makes the offset fetch on assignment wait for a previous owner's
-        # pending transactional offsets (require_stable, KIP-447).
-        "isolation.level": "read_committed",
-        "fetch.wait.max.ms": 100,
-        "queued.max.messages.kbytes": 65_536,
-    })
+    consumer = Consumer(group_consumer_config(settings, conf.ingest_group, 100))
     producer_conf: dict[str, Any] = {
         **kafka.client_config(),
         "enable.idempotence": True,

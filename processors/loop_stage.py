@@ -41,6 +41,27 @@ def transactional_id(settings: Settings, stage: str) -> str:
     return f"{settings.worker.app_id}-{stage}-{instance}"
 
 
+def group_consumer_config(settings: Settings, group: str, fetch_wait_ms: int) -> dict[str, Any]:
+    """The consumer of a stage's input: manual commits (in the stage's transactions), eager
+    assignment (a revoke takes the whole assignment, between two consume calls, on the loop's
+    thread), and read_committed, which also makes the offset fetch on assignment wait for a
+    previous owner's pending transactional offsets (require_stable, KIP-447)."""
+    conf = settings.worker
+    return {
+        **settings.kafka.client_config(),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "range,roundrobin",
+        "session.timeout.ms": int(conf.session_timeout_s * 1000),
+        "heartbeat.interval.ms": int(conf.heartbeat_interval_s * 1000),
+        "isolation.level": "read_committed",
+        "fetch.wait.max.ms": fetch_wait_ms,
+        "queued.max.messages.kbytes": 65_536,
+    }
+
+
 class LoopStage(Service):
     """Starts the loop's thread with the worker and joins it on stop."""
 

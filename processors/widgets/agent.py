@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.model import WIDGET_UPDATE
 from pipeline.serde import AvroSerde, serde_from_settings
@@ -41,10 +41,6 @@ class WidgetMetrics:
         self.pending = Gauge("agentwatch_widget_pending_updates",
                              "Widget updates waiting for their coalescing interval.",
                              registry=registry)
-        self.checkpoint_seconds = Histogram(
-            "agentwatch_widget_checkpoint_seconds",
-            "Persist the touched states, confirm outputs, ack the events.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=registry)
 
 
 @dataclass

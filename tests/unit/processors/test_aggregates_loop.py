@@ -23,6 +23,7 @@ from typing import Any, cast
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
+from kafka_message import Msg
 from prometheus_client import CollectorRegistry
 
 from pipeline.errors import TransientError
@@ -57,30 +58,6 @@ Action = str | Callable[["EventsConsumer"], None]
 
 
 # -- the broker and its clients ------------------------------------------------------------------
-
-
-class Msg:
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None,
-                 key: bytes | None = None, error: KafkaError | None = None) -> None:
-        self._t, self._p, self._o, self._v, self._k, self._e = topic, partition, offset, value, key, error
-
-    def error(self) -> KafkaError | None:
-        return self._e
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def key(self) -> bytes | None:
-        return self._k
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from kafka_message import Msg
 
 from processors.changelog_recovery import StoppedError, read_to_end
 from processors.kafka_calls import StageFailedError
@@ -14,28 +15,6 @@ from processors.kafka_calls import StageFailedError
 WIDGETS, PATTERNS = "widget-changelog", "pattern-changelog"
 
 
-class Msg:
-    def __init__(self, topic: str, partition: int, key: bytes | None = None,
-                 value: bytes | None = None, error: KafkaError | None = None) -> None:
-        self._t, self._p, self._k, self._v, self._e = topic, partition, key, value, error
-
-    def error(self) -> KafkaError | None:
-        return self._e
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def key(self) -> bytes | None:
-        return self._k
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def offset(self) -> int:
-        return 0
 
 
 def eof(topic: str, partition: int) -> Msg:
@@ -76,9 +55,10 @@ def read(reader: Reader, partitions: list[tuple[str, int]],
 
 def test_reads_every_partition_from_its_beginning_to_its_eof() -> None:
     reader = Reader([
-        [Msg(WIDGETS, 0, b"a", b"1"), Msg(PATTERNS, 0, b"a", b"p1"), Msg(WIDGETS, 0, b"b", b"2")],
+        [Msg(WIDGETS, 0, key=b"a", value=b"1"), Msg(PATTERNS, 0, key=b"a", value=b"p1"),
+         Msg(WIDGETS, 0, key=b"b", value=b"2")],
         [],  # nothing arrived within the wait: keep reading
-        [eof(WIDGETS, 0), Msg(WIDGETS, 1, b"c", b"3"), Msg(PATTERNS, 0, b"a", None)],
+        [eof(WIDGETS, 0), Msg(WIDGETS, 1, key=b"c", value=b"3"), Msg(PATTERNS, 0, key=b"a", value=None)],
         [eof(PATTERNS, 0), eof(WIDGETS, 1)],
     ])
     out = read(reader, [(WIDGETS, 1), (PATTERNS, 0), (WIDGETS, 0), (WIDGETS, 0)])
@@ -91,15 +71,16 @@ def test_reads_every_partition_from_its_beginning_to_its_eof() -> None:
 
 def test_records_of_a_partition_after_its_eof_are_ignored() -> None:
     reader = Reader([
-        [Msg(WIDGETS, 0, b"a", b"1"), eof(WIDGETS, 0), Msg(WIDGETS, 0, b"late", b"x"),
-         Msg(WIDGETS, 1, b"b", b"2")],
-        [Msg(WIDGETS, 0, b"later", b"y"), eof(WIDGETS, 1)],
+        [Msg(WIDGETS, 0, key=b"a", value=b"1"), eof(WIDGETS, 0), Msg(WIDGETS, 0, key=b"late", value=b"x"),
+         Msg(WIDGETS, 1, key=b"b", value=b"2")],
+        [Msg(WIDGETS, 0, key=b"later", value=b"y"), eof(WIDGETS, 1)],
     ])
     assert read(reader, [(WIDGETS, 0), (WIDGETS, 1)]) == [(WIDGETS, b"a", b"1"), (WIDGETS, b"b", b"2")]
 
 
 def test_records_of_a_partition_not_asked_for_are_ignored() -> None:
-    reader = Reader([[Msg(PATTERNS, 0, b"x", b"x"), Msg(WIDGETS, 0, b"a", b"1"), eof(WIDGETS, 0)]])
+    reader = Reader([[Msg(PATTERNS, 0, key=b"x", value=b"x"), Msg(WIDGETS, 0, key=b"a", value=b"1"),
+                      eof(WIDGETS, 0)]])
     assert read(reader, [(WIDGETS, 0)]) == [(WIDGETS, b"a", b"1")]
 
 
@@ -112,7 +93,7 @@ def test_no_partitions_reads_nothing() -> None:
 def test_a_non_fatal_error_is_waited_out() -> None:
     reader = Reader([
         [Msg(WIDGETS, 0, error=KafkaError(KafkaError._TRANSPORT, "broker down", retriable=True))],
-        [Msg(WIDGETS, 0, b"a", b"1"), eof(WIDGETS, 0)],
+        [Msg(WIDGETS, 0, key=b"a", value=b"1"), eof(WIDGETS, 0)],
     ])
     assert read(reader, [(WIDGETS, 0)]) == [(WIDGETS, b"a", b"1")]
     assert reader.calls[-1] == "unassign"
@@ -120,7 +101,7 @@ def test_a_non_fatal_error_is_waited_out() -> None:
 
 def test_a_stop_raises_stopped_and_unassigns() -> None:
     stop = threading.Event()
-    reader = Reader([[Msg(WIDGETS, 0, b"a", b"1")], [eof(WIDGETS, 0)]], stop, stop_after=1)
+    reader = Reader([[Msg(WIDGETS, 0, key=b"a", value=b"1")], [eof(WIDGETS, 0)]], stop, stop_after=1)
     with pytest.raises(StoppedError):
         read(reader, [(WIDGETS, 0)], stop)
     assert reader.calls == ["assign", "consume", "unassign"]
@@ -137,7 +118,7 @@ def test_a_stop_already_set_reads_nothing() -> None:
 
 def test_a_fatal_error_raises_stage_failed_and_unassigns() -> None:
     reader = Reader([
-        [Msg(WIDGETS, 0, b"a", b"1"),
+        [Msg(WIDGETS, 0, key=b"a", value=b"1"),
          Msg(WIDGETS, 0, error=KafkaError(KafkaError._FATAL, "fenced reader", fatal=True)),
          eof(WIDGETS, 0)],
     ])
