@@ -56,6 +56,7 @@ from processors.kafka_calls import (
     RetryError,
     StageFailedError,
     classify,
+    fatal_only,
 )
 from processors.patterns.agent import PatternMetrics
 from processors.patterns.processor import PatternProcessor
@@ -442,11 +443,11 @@ class AggregatesLoop:
             except StoppedError:
                 return False
             except KafkaException as exc:
-                failure = classify(exc, what)
-                if isinstance(failure, StageFailedError):
-                    raise failure from exc
+                fatal = fatal_only(exc, what)
+                if fatal is not None:
+                    raise fatal from exc
                 log.warning("state recovery failed; retrying",
-                            extra={"during": what, "error": str(failure)})
+                            extra={"during": what, "error": str(exc)})
                 self._forget(partitions)
                 if self._stop.wait(RETRY_PAUSE_S):
                     return False

@@ -66,6 +66,7 @@ from processors.kafka_calls import (
     RetryError,
     StageFailedError,
     classify,
+    fatal_only,
 )
 from processors.metrics import WorkerMetrics
 from processors.pool import ProcessingPool
@@ -419,10 +420,10 @@ class IngestLoop:
                         tp.offset = OFFSET_BEGINNING
                     self._consumer.seek(tp)
             except KafkaException as exc:
-                failure = classify(exc, "rewind")
-                if isinstance(failure, StageFailedError):
-                    raise failure from exc
-                log.warning("rewind failed; retrying", extra={"error": str(failure)})
+                fatal = fatal_only(exc, "rewind")
+                if fatal is not None:
+                    raise fatal from exc
+                log.warning("rewind failed; retrying", extra={"error": str(exc)})
                 continue
             log.info("rewound to the committed offsets",
                      extra={"reason": reason, "partitions": len(assigned)})

@@ -50,6 +50,18 @@ def classify(exc: KafkaException, what: str) -> Exception:
     return StageFailedError(text)
 
 
+def fatal_only(exc: KafkaException, what: str) -> StageFailedError | None:
+    """For calls outside a transaction that the loop must get through whatever it takes
+    (fetching committed offsets, seeking, reading changelogs): only a fatal error stops the
+    loop; anything else is waited out. ``committed()`` times out with a plain, non-retriable
+    ``_TIMED_OUT`` while the broker is away, which ``classify`` would judge fatal to the loop:
+    a 60 s broker outage in CI crashed the worker that way (2026-11-27)."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is not None and err.fatal():
+        return StageFailedError(f"{what}: {err.str()}")
+    return None
+
+
 @dataclass(frozen=True)
 class LoopSnapshot:
     """What a loop's health reports; safe to take from another thread."""

@@ -141,6 +141,8 @@ class EventsConsumer:
         self.positions: dict[int, int] = {}
         self.n = 0
         self.seeks: list[tuple[int, int]] = []
+        self.committed_failures: list[KafkaError] = []
+        """Errors the next committed() calls raise, one each."""
         self.commits: list[list[tuple[int, int]]] = []
         self.closed = False
 
@@ -205,6 +207,8 @@ class EventsConsumer:
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         self.broker.log.append("consumer.committed")
+        if self.committed_failures:
+            raise KafkaException(self.committed_failures.pop(0))
         return [TopicPartition(EVENTS, tp.partition, self.broker.committed.get(tp.partition,
                                                                                 OFFSET_INVALID))
                 for tp in partitions]
@@ -818,6 +822,44 @@ def test_an_abortable_failure_reloads_state_and_folds_again(serde: AvroSerde) ->
     taken = max(versions[:resumed])
     assert taken > committed_seq  # the aborted round had sent some
     assert versions[resumed] == taken + SEQ_RESTART_GAP + 1
+
+
+def test_a_reset_waits_out_a_committed_offsets_timeout(serde: AvroSerde) -> None:
+    """committed() times out with a plain, non-retriable _TIMED_OUT while the broker is away:
+    a 60 s outage in CI crashed the worker when a reset met it. Only a fatal error may stop it."""
+    broker = Broker()
+    broker.put(0, *writes(serde, "s0", 3))
+    broker.fail_commits[2] = abortable()
+    rig = make_rig(serde, broker, calls=5, per_call=1, max_events=1, tick=1.0)
+    timeout = KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets: Local: Timed out")
+    # The assignment's fetch succeeds; the reset's first two time out.
+    original = rig.consumer.committed
+    calls = {"n": 0}
+
+    def committed(partitions: list[TopicPartition], t: float) -> list[TopicPartition]:
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            broker.log.append("consumer.committed")
+            raise KafkaException(timeout)
+        return original(partitions, t)
+
+    rig.consumer.committed = committed  # type: ignore[method-assign]
+    rig.run()
+    assert rig.loop.snapshot().failure is None
+    assert calls["n"] >= 4
+    assert rig.metric("agentwatch_aggregates_resets_total") == 1
+    assert broker.states(WIDGET_CL)["s0"]["w"]["events"] == 3
+    assert broker.committed == {0: 3}
+
+
+def test_a_fatal_error_while_recovering_stops_the_loop(serde: AvroSerde) -> None:
+    broker = Broker()
+    broker.put(0, *writes(serde, "s0", 1))
+    rig = make_rig(serde, broker, calls=3)
+    rig.consumer.committed_failures = [KafkaError(KafkaError._FATAL, "fenced", fatal=True)]
+    with pytest.raises(StageFailedError, match="assignment: fenced"):
+        rig.run()
+    assert rig.loop.snapshot().failure is not None
 
 
 def test_an_abort_that_is_not_confirmed_still_resets(serde: AvroSerde) -> None:

@@ -64,6 +64,8 @@ class FakeConsumer:
         self.batches = batches
         self.stop = stop
         self.committed_offsets = committed or {}
+        self.committed_failures: list[KafkaError] = []
+        """Errors the next committed() calls raise, one each."""
         self.seeks: list[tuple[int, int]] = []
         self.commits: list[list[tuple[int, int]]] = []
         self.closed = False
@@ -98,6 +100,8 @@ class FakeConsumer:
         return [TopicPartition(INGEST, 0), TopicPartition(INGEST, 1)]
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        if self.committed_failures:
+            raise KafkaException(self.committed_failures.pop(0))
         return [TopicPartition(INGEST, tp.partition, self.committed_offsets.get(tp.partition, -1001))
                 for tp in partitions]
 
@@ -281,6 +285,37 @@ def test_at_least_once_commits_offsets_only_after_delivery(serde: AvroSerde) -> 
     assert consumer.seeks == [(0, 3), (1, OFFSET_BEGINNING)]
     assert consumer.commits == [[(0, 5)]]
     assert "init" not in producer.calls and "begin" not in producer.calls
+
+
+def test_a_rewind_waits_out_a_committed_offsets_timeout(serde: AvroSerde) -> None:
+    """committed() times out with a plain, non-retriable _TIMED_OUT while the broker is away;
+    the rewind must wait that out, not stop the stage (a CI broker outage crashed the worker)."""
+    producer = FakeProducer()
+    producer.delivery_errors = ["broker away", None]  # type: ignore[list-item]
+    stop = threading.Event()
+    batch = [good(serde, 0, 3), good(serde, 0, 4)]
+    consumer = FakeConsumer([batch, [good(serde, 0, 3), good(serde, 0, 4)]], stop, {0: 3})
+    consumer.committed_failures = [KafkaError(KafkaError._TIMED_OUT, "Failed to get committed "
+                                              "offsets: Local: Timed out")] * 2
+    loop = IngestLoop(cast(Any, consumer), lambda: producer, make_processor(serde, Redactor()),
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=False), WorkerMetrics())
+    loop.run(stop)
+    assert loop.snapshot().failure is None
+    assert consumer.committed_failures == []
+    assert consumer.seeks == [(0, 3), (1, OFFSET_BEGINNING)]
+    assert consumer.commits == [[(0, 5)]]
+
+
+def test_a_fatal_error_while_rewinding_stops_the_stage(serde: AvroSerde) -> None:
+    producer = FakeProducer()
+    producer.delivery_errors = ["broker away"]  # type: ignore[list-item]
+    stop = threading.Event()
+    consumer = FakeConsumer([[good(serde, 0, 3)]], stop, {0: 3})
+    consumer.committed_failures = [KafkaError(KafkaError._FATAL, "fenced", fatal=True)]
+    loop = IngestLoop(cast(Any, consumer), lambda: producer, make_processor(serde, Redactor()),
+                      IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=False), WorkerMetrics())
+    with pytest.raises(StageFailedError, match="rewind: fenced"):
+        loop.run(stop)
 
 
 def test_a_rebalance_renews_the_producer_before_the_next_transaction(serde: AvroSerde) -> None:
