@@ -91,6 +91,16 @@ class WorkerRun:
         except Exception:
             return None
 
+    def metric(self, prefix: str) -> float:
+        """Sum of the worker's samples whose line starts with ``prefix`` (0 when unreachable)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(prefix))
+
     def log_tail(self, n: int = 4000) -> str:
         logs = sorted(self.workdir.glob("worker-*.log"))
         return logs[-1].read_text(errors="replace")[-n:] if logs else ""
