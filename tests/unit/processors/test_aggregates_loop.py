@@ -831,17 +831,17 @@ def test_a_reset_waits_out_a_committed_offsets_timeout(serde: AvroSerde) -> None
     broker.put(0, *writes(serde, "s0", 3))
     broker.fail_commits[2] = abortable()
     rig = make_rig(serde, broker, calls=5, per_call=1, max_events=1, tick=1.0)
-    timeout = KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets: Local: Timed out")
+    timed_out = KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets: Local: Timed out")
     # The assignment's fetch succeeds; the reset's first two time out.
     original = rig.consumer.committed
     calls = {"n": 0}
 
-    def committed(partitions: list[TopicPartition], t: float) -> list[TopicPartition]:
+    def committed(partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         calls["n"] += 1
         if calls["n"] in (2, 3):
             broker.log.append("consumer.committed")
-            raise KafkaException(timeout)
-        return original(partitions, t)
+            raise KafkaException(timed_out)
+        return original(partitions, timeout)
 
     rig.consumer.committed = committed  # type: ignore[method-assign]
     rig.run()

@@ -17,11 +17,13 @@ from typing import Any, cast
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from kafka_message import Msg
 
 from pipeline.model import new_event
 from pipeline.redaction import Redactor, redact_raw
 from pipeline.serde import AvroSerde
-from processors.ingest_loop import IngestLoop, IngestLoopConfig, StageFailedError
+from processors.ingest_loop import IngestLoop, IngestLoopConfig
+from processors.kafka_calls import StageFailedError
 from processors.metrics import WorkerMetrics
 from processors.validate import EventProcessor, Limits
 
@@ -30,30 +32,6 @@ NOW_US = 1_800_000_000_000_000
 REBALANCE: list[Any] = ["rebalance"]
 """A scripted 'batch' that makes the fake consumer revoke and re-assign its partitions."""
 GITHUB_TOKEN = "ghp_" + "Zq8Xw3Lk9Vb2Nm4Pr6Ts1Yu7Ei5Oa0Hc3Jd8"
-
-
-class Msg:
-    def __init__(self, partition: int, offset: int, value: bytes | None, key: bytes | None = None,
-                 error: KafkaError | None = None) -> None:
-        self._p, self._o, self._v, self._k, self._e = partition, offset, value, key, error
-
-    def error(self) -> KafkaError | None:
-        return self._e
-
-    def topic(self) -> str:
-        return INGEST
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def key(self) -> bytes | None:
-        return self._k
 
 
 class FakeConsumer:
@@ -196,7 +174,7 @@ def good(serde: AvroSerde, partition: int, offset: int, text: str = "ok") -> Msg
     ev = new_event("command.executed", f"s{partition}", {"binary": "pytest", "exit_code": 0,
                                                           "args": [text]},
                    timestamp_us=NOW_US - 1_000_000)
-    return Msg(partition, offset, serde.encode_event(ev), f"s{partition}".encode())
+    return Msg(INGEST, partition, offset, serde.encode_event(ev), f"s{partition}".encode())
 
 
 def run_loop(serde: AvroSerde, batches: list[list[Msg]], *, transactional: bool = True,
@@ -220,7 +198,8 @@ def metric(metrics: WorkerMetrics, name: str, **labels: str) -> float:
 
 
 def test_a_batch_commits_its_outputs_with_its_offsets_in_one_transaction(serde: AvroSerde) -> None:
-    batch = [good(serde, 0, 5), good(serde, 1, 7, f"echo {GITHUB_TOKEN}"), Msg(0, 6, b"\x00garbage"),
+    batch = [good(serde, 0, 5), good(serde, 1, 7, f"echo {GITHUB_TOKEN}"),
+             Msg(INGEST, 0, 6, b"\x00garbage"),
              good(serde, 1, 8)]
     consumer, producer, metrics = run_loop(serde, [batch])
     assert producer.calls == ["init", "begin", "send_offsets", "commit"]
@@ -297,7 +276,8 @@ def test_a_rewind_waits_out_a_committed_offsets_timeout(serde: AvroSerde) -> Non
     consumer = FakeConsumer([batch, [good(serde, 0, 3), good(serde, 0, 4)]], stop, {0: 3})
     consumer.committed_failures = [KafkaError(KafkaError._TIMED_OUT, "Failed to get committed "
                                               "offsets: Local: Timed out")] * 2
-    loop = IngestLoop(cast(Any, consumer), lambda: producer, make_processor(serde, Redactor()),
+    loop = IngestLoop(cast(Any, consumer), lambda: cast(Any, producer),
+                      make_processor(serde, Redactor()),
                       IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=False), WorkerMetrics())
     loop.run(stop)
     assert loop.snapshot().failure is None
@@ -308,11 +288,12 @@ def test_a_rewind_waits_out_a_committed_offsets_timeout(serde: AvroSerde) -> Non
 
 def test_a_fatal_error_while_rewinding_stops_the_stage(serde: AvroSerde) -> None:
     producer = FakeProducer()
-    producer.delivery_errors = ["broker away"]  # type: ignore[list-item]
+    producer.delivery_errors = ["broker away"]
     stop = threading.Event()
     consumer = FakeConsumer([[good(serde, 0, 3)]], stop, {0: 3})
     consumer.committed_failures = [KafkaError(KafkaError._FATAL, "fenced", fatal=True)]
-    loop = IngestLoop(cast(Any, consumer), lambda: producer, make_processor(serde, Redactor()),
+    loop = IngestLoop(cast(Any, consumer), lambda: cast(Any, producer),
+                      make_processor(serde, Redactor()),
                       IngestLoopConfig(INGEST, EVENTS, DLQ, transactional=False), WorkerMetrics())
     with pytest.raises(StageFailedError, match="rewind: fenced"):
         loop.run(stop)
