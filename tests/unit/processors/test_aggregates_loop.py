@@ -1021,41 +1021,27 @@ def reused_versions(rig: Rig, session: str) -> dict[int, set[str]]:
     return {version: c for version, c in contents.items() if len(c) > 1}
 
 
-def test_versions_are_not_reused_after_a_lost_assignment_comes_back(serde: AvroSerde) -> None:
-    broker = Broker()
-    broker.put(0, *writes(serde, "s0", 4))
+@pytest.mark.parametrize(("events", "fail_commit", "rig_args"), [
     # Call 1: e0-e1, checkpoint; call 2: e2 sent, not committed; call 3: lost; call 4: the
     # partition back to this worker, e2-e3 folded again in one batch.
-    rig = make_rig(serde, broker, calls=5, script={3: "lost", 4: "assign"}, per_call=2,
-                   sizes={2: 1}, max_events=2, tick=1.0)
-    rig.run()
-    assert broker.states(WIDGET_CL)["s0"]["w"]["events"] == 4
-    assert reused_versions(rig, "s0") == {}
-
-
-
-def test_versions_are_not_reused_after_a_revocation_whose_checkpoint_aborted(
-        serde: AvroSerde) -> None:
+    (4, None, {"calls": 5, "script": {3: "lost", 4: "assign"}, "per_call": 2, "sizes": {2: 1},
+               "max_events": 2}),
+    # The same, but a revocation whose checkpoint aborts takes the partition away.
+    (4, 2, {"calls": 4, "script": {3: "both"}, "per_call": 2, "sizes": {2: 1}, "max_events": 2}),
+    # Call 1: e0 sent, its checkpoint aborts (the session was never committed); call 2: e0-e1
+    # folded again in one batch.
+    (2, 1, {"calls": 3, "per_call": 2, "sizes": {1: 1}, "max_events": 1}),
+], ids=["lost-assignment-comes-back", "revocation-whose-checkpoint-aborted",
+        "reset-of-a-session-never-committed"])
+def test_versions_are_never_reused(serde: AvroSerde, events: int, fail_commit: int | None,
+                                   rig_args: dict[str, Any]) -> None:
     broker = Broker()
-    broker.put(0, *writes(serde, "s0", 4))
-    broker.fail_commits[2] = abortable()
-    rig = make_rig(serde, broker, calls=4, script={3: "both"}, per_call=2, sizes={2: 1},
-                   max_events=2, tick=1.0)
+    broker.put(0, *writes(serde, "s0", events))
+    if fail_commit is not None:
+        broker.fail_commits[fail_commit] = abortable()
+    rig = make_rig(serde, broker, tick=1.0, **rig_args)
     rig.run()
-    assert broker.states(WIDGET_CL)["s0"]["w"]["events"] == 4
-    assert reused_versions(rig, "s0") == {}
-
-
-
-def test_versions_are_not_reused_after_a_reset_of_a_session_never_committed(
-        serde: AvroSerde) -> None:
-    broker = Broker()
-    broker.put(0, *writes(serde, "s0", 2))
-    broker.fail_commits[1] = abortable()
-    # Call 1: e0 sent, its checkpoint aborts; call 2: e0-e1 folded again in one batch.
-    rig = make_rig(serde, broker, calls=3, per_call=2, sizes={1: 1}, max_events=1, tick=1.0)
-    rig.run()
-    assert broker.states(WIDGET_CL)["s0"]["w"]["events"] == 2
+    assert broker.states(WIDGET_CL)["s0"]["w"]["events"] == events
     assert reused_versions(rig, "s0") == {}
 
 
